@@ -1,0 +1,51 @@
+import pytest
+
+from configurator import ConfigError, apply_config, config_keys
+
+
+def defaults():
+    return dict(BATCH_SIZE=20, LR=3e-5, USE_FILM=True, RUN_NAME='demo', DEVICE=None,
+                AR_RANGE=(10, 20), lowercase_is_ignored=5, np=object())
+
+
+def test_keys_are_upper_case_plain_values():
+    assert config_keys(defaults()) == ['AR_RANGE', 'BATCH_SIZE', 'DEVICE', 'LR', 'RUN_NAME', 'USE_FILM']
+
+
+def test_preset_then_overrides_in_order(tmp_path):
+    preset = tmp_path / 'p.py'
+    preset.write_text("BATCH_SIZE = 4\nLR = 1  # an int is fine for a float\nRUN_NAME = 'preset'\n"
+                      "import math\n_private = 3\n")
+    g = defaults()
+    cfg = apply_config(g, [str(preset), '--BATCH_SIZE=8', '--USE_FILM=False', '--RUN_NAME=cli run',
+                           '--AR_RANGE=(3,5)', '--DEVICE=cuda'])
+    assert g['BATCH_SIZE'] == 8 and cfg['BATCH_SIZE'] == 8          # the flag wins over the preset
+    assert g['LR'] == 1.0 and isinstance(g['LR'], float)
+    assert g['USE_FILM'] is False
+    assert g['RUN_NAME'] == 'cli run'                                # bare strings need no quotes
+    assert g['AR_RANGE'] == (3, 5) and isinstance(g['AR_RANGE'], tuple)
+    assert g['DEVICE'] == 'cuda'
+    assert set(cfg) == set(config_keys(defaults()))
+
+
+@pytest.mark.parametrize('arg, message', [
+    ('--BATCH_SIZ=3', 'unknown config key BATCH_SIZ'),
+    ('--BATCH_SIZE=2.5', 'BATCH_SIZE expects int'),
+    ('--BATCH_SIZE=many', "cannot parse 'many' as a int"),
+    ('--USE_FILM=1', 'USE_FILM expects bool'),
+    ('--LR=True', 'LR expects float'),
+    ('--RUN_NAME=3', 'RUN_NAME expects str'),
+    ('--BATCH_SIZE', 'expected --NAME=value'),
+    ('missing.py', 'preset file not found'),
+    ('config.txt', 'expected a preset file'),
+])
+def test_bad_arguments_fail_clearly(arg, message):
+    with pytest.raises(ConfigError, match=message.replace('(', r'\(')):
+        apply_config(defaults(), [arg])
+
+
+def test_unknown_key_in_preset_names_the_file(tmp_path):
+    preset = tmp_path / 'bad.py'
+    preset.write_text("BATCH_SIZE = 4\nBACH_SIZE = 5\n")
+    with pytest.raises(ConfigError, match=r'bad\.py: unknown config key BACH_SIZE'):
+        apply_config(defaults(), [str(preset)])
