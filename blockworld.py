@@ -498,6 +498,7 @@ class ScriptedPlayer:
     several speeds in yaw and pitch, so every bin of the 15-D encoding occurs often."""
     YAW_SPEEDS = (0.75, 1.5, 3.0, 6.0, 10.0)   # degrees per frame
     PITCH_SPEEDS = (1.0, 2.0, 4.0)
+    MAX_SCRIPTED_PITCH = 35.0  # GF players mostly look near the horizon; a sky-only view teaches little
 
     def __init__(self, rng):
         self.rng = rng
@@ -525,7 +526,7 @@ class ScriptedPlayer:
                 a.yaw_deg = float(rng.choice(self.YAW_SPEEDS) * rng.choice([-1, 1]) * rng.uniform(0.85, 1.15))
             if 'pitch' in kind:
                 sign = rng.choice([-1, 1])
-                if abs(state.pitch) > 25 and rng.random() < 0.7:
+                if abs(state.pitch) > 12 and rng.random() < 0.75:
                     sign = -np.sign(state.pitch)  # drift back towards the horizon
                 a.pitch_deg = float(rng.choice(self.PITCH_SPEEDS) * sign * rng.uniform(0.85, 1.15))
         self.current = a
@@ -536,7 +537,7 @@ class ScriptedPlayer:
             self._new_segment(state)
         self.left -= 1
         a = dataclasses.replace(self.current)
-        if abs(state.pitch + a.pitch_deg) > 60:  # keep the view mostly on the world
+        if abs(state.pitch + a.pitch_deg) > self.MAX_SCRIPTED_PITCH:  # keep the view mostly on the world
             a.pitch_deg = -a.pitch_deg
             self.current.pitch_deg = a.pitch_deg
         return a
@@ -647,11 +648,14 @@ def contact_sheet(out_dir, path, per_biome=6, width=None):
     """PNG grid: one row per biome found in out_dir, frames spread over a clip of that biome."""
     import cv2
     rows = []
+    metas = {}
+    for m in sorted(f for f in os.listdir(os.path.join(out_dir, 'metadata')) if f.endswith('.json')):
+        with open(os.path.join(out_dir, 'metadata', m)) as f:
+            metas[m] = json.load(f)
+    daylight = [TIMES[1], TIMES[0], TIMES[2], TIMES[5], TIMES[3], TIMES[4]]  # brightest clips first
     for biome in BIOMES:
-        metas = sorted(f for f in os.listdir(os.path.join(out_dir, 'metadata')) if f.endswith('.json'))
-        for m in metas:
-            with open(os.path.join(out_dir, 'metadata', m)) as f:
-                meta = json.load(f)
+        for m, meta in sorted(metas.items(), key=lambda kv: (daylight.index(kv[1]['start_time'])
+                                                              if kv[1]['start_time'] in daylight else 9)):
             if meta['biome'] != biome:
                 continue
             cap = cv2.VideoCapture(os.path.join(out_dir, 'video', m[:-5] + '.mp4'))
@@ -668,8 +672,9 @@ def contact_sheet(out_dir, path, per_biome=6, width=None):
             picks = [cv2.resize(p, (w, w * p.shape[0] // p.shape[1]), interpolation=cv2.INTER_NEAREST) for p in picks]
             row = np.concatenate(picks, axis=1)
             label = f"{biome} | {meta['start_time']} | {meta['initial_weather']} | {m[:-5]}"
-            cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(row, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+            row[:th + 10, :tw + 10] //= 3  # a dark band so the label reads on any sky
+            cv2.putText(row, label, (5, th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
             rows.append(row)
             break
     if not rows:
