@@ -1,0 +1,502 @@
+"""Action-conditioned ConvGRU world model over VQ token grids (design v6.2).
+
+One step reads the tokens of frame t (a 18x32 grid of codebook indices, or a probability map
+over the codebook for soft feedback) and the action that drives frame t -> t+1, and returns
+logits over the codebook for every cell of frame t+1.
+
+    tokens_t --embed--> (camera warp) --1x1--> [FiLM -> ConvGRU] x N (residual every 2)
+             --> top map --(causal temporal attention over pooled past top maps)--> 1x1 head
+
+Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no parameters):
+  FiLM          per-layer gamma/beta from the action; separate camera and movement MLPs
+  residual      every 2 GRU layers
+  temporal attn the pooled top map attends to the last `temporal_context` pooled maps
+  IDM head      idm(h_prev, h_cur, dt) -> logits of the action summed over the dt-step window
+  camera warp   yaw/pitch bins shift the token embedding (or every hidden map) by whole cells
+  zero-init head  logits are exactly zero at init
+
+Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
+slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
+sprint sneak. Other action_dim (e.g. the 5-D v4 encoding) gets a single FiLM MLP and no warp.
+"""
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from typing import List
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+# v5 action layout (kept in sync with actions.py by hand: this file must not depend on it)
+V5_ACTION_DIM = 15
+YAW_SLICE, PITCH_SLICE, KEYS_SLICE = slice(0, 5), slice(5, 8), slice(8, 15)
+CAMERA_SLICE, MOVE_SLICE = slice(0, 8), slice(8, 15)
+CAMERA_WARPS = ('input', 'hidden', 'none')
+
+
+@dataclass
+class WorldModelConfig:
+    codebook_size: int = 1024
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    n_layers: int = 6
+    height: int = 18
+    width: int = 32
+    action_dim: int = 15
+    kernel_size: int = 3
+    dilations: tuple = ()              # per-layer conv dilation; () means all 1
+    # FiLM
+    use_film: bool = True
+    separate_film: bool = True         # camera and movement MLPs (needs the 15-D layout, else one MLP)
+    film_dim: int = 256                # MLP width; the history used max(1024, 2*hidden), 256 keeps ~92M total
+    film_clamp: tuple = (-5.0, 5.0)    # range for gamma and beta (v4.11: stops 1-frame flashes)
+    # recurrence
+    use_residual: bool = True
+    # causal temporal attention over pooled top-layer maps
+    use_temporal_attention: bool = True
+    temporal_context: int = 8
+    attn_dim: int = 256
+    attn_heads: int = 4
+    # inverse dynamics head
+    use_idm: bool = True
+    idm_max_span: int = 5
+    idm_dim: int = 128
+    idm_pool: tuple = (4, 8)
+    idm_hidden: int = 512
+    idm_dropout: float = 0.1
+    # camera warp: content shift in cells per bin (+x = content moves right, +y = content moves down)
+    camera_warp: str = 'input'         # 'input' (token embedding), 'hidden' (every hidden map), 'none'
+    warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
+    warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
+    # output / runtime
+    zero_init_head: bool = True
+    grad_checkpoint: bool = False      # recompute each step's GRU stack in backward (training only)
+    channels_last: bool = False
+
+    def __post_init__(self):
+        # checkpoints store tuples as lists; normalise so configs compare equal
+        for name in ('dilations', 'film_clamp', 'idm_pool', 'warp_yaw_shift', 'warp_pitch_shift'):
+            setattr(self, name, tuple(getattr(self, name)))
+        if self.dilations and len(self.dilations) != self.n_layers:
+            raise ValueError(f"dilations has {len(self.dilations)} entries for {self.n_layers} layers")
+        if self.camera_warp not in CAMERA_WARPS:
+            raise ValueError(f"camera_warp must be one of {CAMERA_WARPS}, got {self.camera_warp!r}")
+        if self.camera_warp != 'none' and self.action_dim != V5_ACTION_DIM:
+            raise ValueError(f"camera_warp={self.camera_warp!r} needs the 15-D v5 action layout (yaw/pitch "
+                             f"one-hot bins) but action_dim={self.action_dim}; set camera_warp='none'")
+        if len(self.warp_yaw_shift) != 5 or len(self.warp_pitch_shift) != 3:
+            raise ValueError("warp_yaw_shift needs 5 entries (one per yaw bin), warp_pitch_shift 3")
+        if self.use_temporal_attention and (self.temporal_context < 1 or self.attn_dim % self.attn_heads):
+            raise ValueError("temporal attention needs temporal_context >= 1 and attn_dim divisible by attn_heads")
+        if self.film_clamp[0] >= self.film_clamp[1]:
+            raise ValueError(f"film_clamp must be (low, high), got {self.film_clamp}")
+
+    @property
+    def layer_dilations(self):
+        return self.dilations or (1,) * self.n_layers
+
+    @property
+    def film_split(self):
+        """True when FiLM really runs as two pathways (the 15-D layout is needed to split the action)."""
+        return self.use_film and self.separate_film and self.action_dim == V5_ACTION_DIM
+
+    def to_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown WorldModelConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def demo(cls, codebook_size=512, **overrides):
+        """A small model that steps in real time on a 2-core CPU."""
+        d = dict(codebook_size=codebook_size, embed_dim=64, hidden_dim=128, n_layers=3, dilations=(1, 2, 1),
+                 film_dim=128, attn_dim=64, attn_heads=2, idm_dim=64, idm_hidden=256)
+        d.update(overrides)
+        return cls(**d)
+
+
+PRESETS = {'v6.2': WorldModelConfig, 'demo': WorldModelConfig.demo}   # name -> callable(**overrides) -> config
+
+
+@dataclass
+class WorldModelState:
+    """Everything the model carries from one step to the next."""
+    hidden: List[torch.Tensor]   # per GRU layer (B, C, H, W)
+    buf: torch.Tensor            # (B, L, C) pooled top maps of the last L steps, newest last
+    buf_len: torch.Tensor        # (B,) long: how many of the L slots are filled
+
+    @property
+    def batch_size(self):
+        return self.buf.shape[0]
+
+    def detach(self):
+        return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, int):  # keep the batch dimension
+            idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
+        return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx])
+
+    def to(self, device=None, dtype=None):
+        """Move (and optionally cast the float maps); buf_len stays long."""
+        return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
+                               self.buf_len.to(device))
+
+    def reset(self, mask):
+        """Fresh state for the samples where mask (B,) is True (e.g. a new clip started)."""
+        keep = (~mask.bool()).to(self.buf.dtype)
+        hidden = [h * keep.to(h.dtype).view(-1, 1, 1, 1) for h in self.hidden]
+        return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long())
+
+
+def shift_maps(x, dx, dy):
+    """Move the content of x (N, C, H, W) by dx[n] cells right (wraparound) and dy[n] cells down (zero fill)."""
+    N, C, H, W = x.shape
+    iw = (torch.arange(W, device=x.device) - dx[:, None]) % W     # out[.., w] = in[.., w - dx]
+    x = x.gather(3, iw[:, None, None, :].expand(N, C, H, W))
+    ih = torch.arange(H, device=x.device) - dy[:, None]           # out[.., h, :] = in[.., h - dy, :]
+    valid = ((ih >= 0) & (ih < H)).to(x.dtype)
+    x = x.gather(2, ih.clamp(0, H - 1)[:, None, :, None].expand(N, C, H, W))
+    return x * valid[:, None, :, None]
+
+
+class ConvGRUCell(nn.Module):
+    def __init__(self, in_ch, hid_ch, kernel_size=3, dilation=1):
+        super().__init__()
+        pad = dilation * (kernel_size // 2)
+        # z and r from one fused conv (one kernel launch instead of two)
+        self.gates = nn.Conv2d(in_ch + hid_ch, 2 * hid_ch, kernel_size, padding=pad, dilation=dilation)
+        self.cand = nn.Conv2d(in_ch + hid_ch, hid_ch, kernel_size, padding=pad, dilation=dilation)
+
+    def forward(self, x, h):
+        z, r = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, 1)
+        n = torch.tanh(self.cand(torch.cat([x, r * h], 1)))
+        return h + z * (n - h)
+
+
+class FiLMNet(nn.Module):
+    """Action (slice) -> gamma and beta deltas for every layer, shape (..., n_layers, 2, channels)."""
+
+    def __init__(self, in_dim, width, n_layers, channels):
+        super().__init__()
+        self.n_layers, self.channels = n_layers, channels
+        self.net = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, n_layers * 2 * channels))
+
+    def forward(self, a):
+        return self.net(a).view(*a.shape[:-1], self.n_layers, 2, self.channels)
+
+
+class TemporalAttention(nn.Module):
+    """Causal attention of each pooled top map over the last `context` pooled maps and itself.
+
+    Position enters only as a learned bias on the attention logits per relative offset, never
+    added to the values, so no absolute-position signal can leak into the output.
+    The result FiLMs the top map (per channel), which feeds the head only: the GRU recurrence does
+    not depend on it, so a whole window can be attended in parallel after the recurrent loop.
+    """
+
+    def __init__(self, dim, attn_dim, n_head, context, clamp):
+        super().__init__()
+        self.n_head, self.context, self.clamp = n_head, context, clamp
+        self.ln = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, attn_dim)
+        self.kv = nn.Linear(dim, 2 * attn_dim)
+        self.proj = nn.Linear(attn_dim, 2 * dim)
+        self.rel_bias = nn.Parameter(torch.zeros(n_head, context + 1))  # offset 0 = itself
+
+    def forward(self, top, buf, buf_len):
+        """top (B, T, C, H, W), buf (B, L, C), buf_len (B,) -> modulated top, new buf, new buf_len."""
+        B, T, C = top.shape[:3]
+        L, nh = self.context, self.n_head
+        pooled = top.mean((3, 4))                                   # (B, T, C)
+        keys_in = torch.cat([buf.to(pooled.dtype), pooled], 1)      # (B, L+T, C), oldest first
+        q = self.q(self.ln(pooled)).view(B, T, nh, -1).transpose(1, 2)            # (B, nh, T, d)
+        k, v = self.kv(self.ln(keys_in)).view(B, L + T, 2, nh, -1).permute(2, 0, 3, 1, 4)
+        dev = top.device
+        offs = (L + torch.arange(T, device=dev))[:, None] - torch.arange(L + T, device=dev)[None]  # (T, L+T)
+        allowed = (offs >= 0) & (offs <= L)                         # causal, within the context window
+        filled = torch.arange(L + T, device=dev)[None] >= (L - buf_len)[:, None]  # (B, L+T) empty slots off
+        mask = allowed[None] & filled[:, None]                      # (B, T, L+T)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        att = att + self.rel_bias[:, offs.clamp(0, L)].to(att.dtype)
+        att = att.masked_fill(~mask[:, None], float('-inf')).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, -1)
+        gamma, beta = self.proj(y).view(B, T, 2, C).unbind(2)
+        lo, hi = self.clamp
+        gamma = (1 + gamma).clamp(lo, hi)[..., None, None]
+        beta = beta.clamp(lo, hi)[..., None, None]
+        return top * gamma + beta, keys_in[:, -L:], (buf_len + T).clamp(max=L)
+
+
+class IDMHead(nn.Module):
+    """Inverse dynamics: (h_{t-k}, h_t, k) -> logits of the action summed over the k-step window."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        C, d = cfg.hidden_dim, cfg.idm_dim
+        self.max_span = cfg.idm_max_span
+        self.compress = nn.Sequential(   # strided convs: 18x32 -> 9x16 -> 5x8 -> pooled
+            nn.Conv2d(2 * C, d, 1), nn.SiLU(),
+            nn.Conv2d(d, d, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(d, d, 3, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(cfg.idm_pool))
+        self.fc1 = nn.Linear(d * cfg.idm_pool[0] * cfg.idm_pool[1], cfg.idm_hidden)
+        self.dt_emb = nn.Embedding(cfg.idm_max_span + 1, cfg.idm_hidden)
+        self.drop = nn.Dropout(cfg.idm_dropout)
+        self.fc2 = nn.Linear(cfg.idm_hidden, cfg.action_dim)
+
+    def forward(self, h_prev, h_cur, dt):
+        B = h_cur.shape[0]
+        if not torch.is_tensor(dt):
+            if not 1 <= dt <= self.max_span:
+                raise ValueError(f"dt={dt} outside the IDM span 1..{self.max_span}")
+            dt = torch.full((B,), dt, dtype=torch.long, device=h_cur.device)
+        f = self.compress(torch.cat([h_prev, h_cur], 1)).flatten(1)
+        z = F.silu(self.fc1(f) + self.dt_emb(dt.long().to(h_cur.device)).to(f.dtype))
+        return self.fc2(self.drop(z))
+
+
+def idm_loss(logits, target, weights=(1.0, 1.0, 1.0)):
+    """IDM loss for the 15-D layout: soft CE over the yaw and pitch bins, BCE for the 7 keys.
+
+    target: (B, 15) actions summed over the window, or (B, k, 15) per-step actions (zero rows =
+    padding). Targets are the share of window steps in each bin / with each key down.
+    Returns (loss, {'yaw', 'pitch', 'keys'}) with the unweighted parts detached.
+    """
+    if logits.shape[-1] != V5_ACTION_DIM:
+        raise ValueError(f"idm_loss needs the 15-D v5 layout, got {logits.shape[-1]}-D logits")
+    if target.dim() == 3:
+        target = target.sum(1)
+    logits, target = logits.float(), target.float()
+    k = target[:, YAW_SLICE].sum(-1, keepdim=True).clamp(min=1)    # steps in the window
+    yaw = F.cross_entropy(logits[:, YAW_SLICE], target[:, YAW_SLICE] / k)
+    pitch = F.cross_entropy(logits[:, PITCH_SLICE], target[:, PITCH_SLICE] / k)
+    keys = F.binary_cross_entropy_with_logits(logits[:, KEYS_SLICE], (target[:, KEYS_SLICE] / k).clamp(0, 1))
+    loss = weights[0] * yaw + weights[1] * pitch + weights[2] * keys
+    return loss, {'yaw': yaw.detach(), 'pitch': pitch.detach(), 'keys': keys.detach()}
+
+
+class WorldModelConvFiLM(nn.Module):
+
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        cfg = self.config = config
+        C = cfg.hidden_dim
+        self.embed = nn.Embedding(cfg.codebook_size, cfg.embed_dim)
+        self.in_proj = nn.Conv2d(cfg.embed_dim, C, 1)   # so every GRU layer (and residual) is C wide
+        self.cells = nn.ModuleList(ConvGRUCell(C, C, cfg.kernel_size, d) for d in cfg.layer_dilations)
+        if cfg.film_split:
+            self.film_cam = FiLMNet(CAMERA_SLICE.stop - CAMERA_SLICE.start, cfg.film_dim, cfg.n_layers, C)
+            self.film_mov = FiLMNet(MOVE_SLICE.stop - MOVE_SLICE.start, cfg.film_dim, cfg.n_layers, C)
+        elif cfg.use_film:
+            self.film = FiLMNet(cfg.action_dim, cfg.film_dim, cfg.n_layers, C)
+        if cfg.use_temporal_attention:
+            self.temporal = TemporalAttention(C, cfg.attn_dim, cfg.attn_heads, cfg.temporal_context, cfg.film_clamp)
+        if cfg.use_idm:
+            self.idm_head = IDMHead(cfg)
+        self.head = nn.Conv2d(C, cfg.codebook_size, 1)
+        if cfg.zero_init_head:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        if cfg.camera_warp != 'none':
+            self.register_buffer('yaw_shift', torch.tensor(cfg.warp_yaw_shift, dtype=torch.float32), persistent=False)
+            self.register_buffer('pitch_shift', torch.tensor(cfg.warp_pitch_shift, dtype=torch.float32), persistent=False)
+        if cfg.channels_last:
+            self.to(memory_format=torch.channels_last)
+
+    # ---- helpers ----
+
+    def to_channels_last(self):
+        self.config.channels_last = True
+        return self.to(memory_format=torch.channels_last)
+
+    def param_counts(self):
+        """Parameters per top-level component, plus 'total'."""
+        out = {}
+        for name, p in self.named_parameters():
+            key = name.split('.')[0]
+            out[key] = out.get(key, 0) + p.numel()
+        out['total'] = sum(out.values())
+        return out
+
+    def init_state(self, batch, device=None, dtype=None):
+        cfg = self.config
+        p = self.head.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        L = cfg.temporal_context if cfg.use_temporal_attention else 0
+        shape = (batch, cfg.hidden_dim, cfg.height, cfg.width)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        hidden = [torch.zeros(shape, device=device, dtype=dtype).contiguous(memory_format=fmt) for _ in self.cells]
+        return WorldModelState(hidden, torch.zeros(batch, L, cfg.hidden_dim, device=device, dtype=dtype),
+                               torch.zeros(batch, dtype=torch.long, device=device))
+
+    def camera_shifts(self, actions):
+        """(..., 15) actions -> integer content shifts (dx, dy) in cells; zero camera blocks give 0."""
+        a = actions.float()
+        dx = (a[..., YAW_SLICE] @ self.yaw_shift.float()).round().long()
+        dy = (a[..., PITCH_SLICE] @ self.pitch_shift.float()).round().long()
+        return dx, dy
+
+    def embed_tokens(self, tokens, actions):
+        """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E,H,W), warped when camera_warp='input'."""
+        if tokens.is_floating_point():   # soft feedback: expected embedding under the predicted distribution
+            x = torch.einsum('btkhw,ke->btehw', tokens.to(self.embed.weight.dtype), self.embed.weight)
+        else:
+            x = self.embed(tokens).permute(0, 1, 4, 2, 3)
+        if self.config.camera_warp == 'input':
+            B, T = x.shape[:2]
+            dx, dy = self.camera_shifts(actions)
+            x = shift_maps(x.flatten(0, 1), dx.flatten(), dy.flatten()).view(B, T, *x.shape[2:])
+        return x
+
+    def film_params(self, actions):
+        """(B,T,A) -> gamma, beta of shape (B,T,n_layers,C), clamped; (None, None) without FiLM."""
+        cfg = self.config
+        if not cfg.use_film:
+            return None, None
+        if cfg.film_split:
+            p = self.film_cam(actions[..., CAMERA_SLICE]) + self.film_mov(actions[..., MOVE_SLICE])
+        else:
+            p = self.film(actions)
+        lo, hi = cfg.film_clamp
+        return (1 + p[..., 0, :]).clamp(lo, hi), p[..., 1, :].clamp(lo, hi)
+
+    def _step_layers(self, x, gamma, beta, dx, dy, *hidden):
+        """One time step through the GRU stack. Returns (top map, *new hidden maps)."""
+        cfg = self.config
+        new_hidden, skip = [], x
+        for i, cell in enumerate(self.cells):
+            h = hidden[i]
+            if cfg.camera_warp == 'hidden':
+                h = shift_maps(h, dx, dy)
+            if gamma is not None:
+                x = x * gamma[:, i, :, None, None] + beta[:, i, :, None, None]
+            h = cell(x, h)
+            new_hidden.append(h)
+            x = h
+            if cfg.use_residual and i % 2 == 1:
+                x = x + skip
+                skip = x
+        return (x, *new_hidden)
+
+    # ---- the model ----
+
+    def forward(self, tokens, actions, state=None, return_hidden=False):
+        """Teacher-forced window. tokens (B,T,H,W) long or (B,T,K,H,W) probs, actions (B,T,A):
+        action t drives frame t -> t+1. Returns logits (B,T,K,H,W) (position t predicts frame t+1),
+        the final state, and with return_hidden the top map per step (B,T,C,H,W) for the IDM."""
+        cfg = self.config
+        B, T = tokens.shape[:2]
+        if actions is None:
+            raise ValueError("actions are required (FiLM and the camera warp read them)")
+        if actions.shape != (B, T, cfg.action_dim):
+            raise ValueError(f"actions must be {(B, T, cfg.action_dim)}, got {tuple(actions.shape)}")
+        if tokens.shape[-2:] != (cfg.height, cfg.width):
+            raise ValueError(f"tokens must end in ({cfg.height}, {cfg.width}), got {tuple(tokens.shape)}")
+        if state is None:
+            state = self.init_state(B, tokens.device)
+        elif state.batch_size != B:
+            raise ValueError(f"state holds batch {state.batch_size}, tokens batch {B}")
+        actions = actions.to(self.head.weight.dtype)
+
+        # everything that does not depend on the recurrence, for the whole window at once
+        x = self.in_proj(self.embed_tokens(tokens, actions).flatten(0, 1))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.view(B, T, *x.shape[1:])
+        gamma, beta = self.film_params(actions)
+        dx = dy = None
+        if cfg.camera_warp == 'hidden':
+            dx, dy = self.camera_shifts(actions)
+
+        hidden, tops = list(state.hidden), []
+        for t in range(T):
+            args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],
+                    None if dx is None else dx[:, t], None if dy is None else dy[:, t], *hidden)
+            if cfg.grad_checkpoint and self.training and torch.is_grad_enabled():
+                out = checkpoint(self._step_layers, *args, use_reentrant=False)
+            else:
+                out = self._step_layers(*args)
+            tops.append(out[0])
+            hidden = list(out[1:])
+        top = torch.stack(tops, 1)
+
+        buf, buf_len = state.buf, state.buf_len
+        if cfg.use_temporal_attention:
+            top, buf, buf_len = self.temporal(top, buf, buf_len)
+        logits = self.head(top.flatten(0, 1))
+        logits = logits.view(B, T, *logits.shape[1:])
+        new_state = WorldModelState(hidden, buf, buf_len)
+        return (logits, new_state, top) if return_hidden else (logits, new_state)
+
+    def step(self, tokens_t, action_t, state, return_hidden=False):
+        """One frame: tokens_t (B,H,W) long or (B,K,H,W) probs, action_t (B,A) -> logits (B,K,H,W)
+        for frame t+1 and the new state (and the top map (B,C,H,W) with return_hidden)."""
+        if action_t is None:
+            raise ValueError("action_t is required (FiLM and the camera warp read it)")
+        out = self.forward(tokens_t.unsqueeze(1), action_t.unsqueeze(1), state, return_hidden)
+        return (out[0][:, 0], out[1], out[2][:, 0]) if return_hidden else (out[0][:, 0], out[1])
+
+    def idm(self, h_prev, h_cur, dt):
+        """Action logits (B, action_dim) for the window between top maps h_prev (t-dt) and h_cur (t)."""
+        if not self.config.use_idm:
+            raise RuntimeError("this model was built with use_idm=False")
+        return self.idm_head(h_prev, h_cur, dt)
+
+    def flops_per_step(self, batch=1):
+        """Analytic FLOPs (2 x multiply-accumulates) of one `step` with hard tokens; elementwise ops,
+        the warp and the embedding lookup are not counted. The IDM is not part of a step."""
+        cfg = self.config
+        C, HW, k2 = cfg.hidden_dim, cfg.height * cfg.width, cfg.kernel_size ** 2
+        macs = cfg.embed_dim * C * HW                               # in_proj
+        macs += cfg.n_layers * k2 * (2 * C) * (3 * C) * HW          # fused gates + candidate
+        macs += C * cfg.codebook_size * HW                          # head
+        if cfg.use_film:
+            ins = [8, 7] if cfg.film_split else [cfg.action_dim]
+            macs += sum(i * cfg.film_dim + cfg.film_dim * cfg.n_layers * 2 * C for i in ins)
+        if cfg.use_temporal_attention:
+            L, d = cfg.temporal_context, cfg.attn_dim
+            macs += C * d + (L + 1) * C * 2 * d + 2 * (L + 1) * d + d * 2 * C
+        return 2 * macs * batch
+
+
+def _unwrap(model):
+    model = getattr(model, '_orig_mod', model)   # torch.compile
+    return getattr(model, 'module', model)       # DDP
+
+
+def save_world_model(path, model, extra=None):
+    """Atomically write {'config', 'model', **extra}: a crash mid-write never leaves a torn file."""
+    model = _unwrap(model)
+    extra = dict(extra or {})
+    if {'config', 'model'} & set(extra):
+        raise ValueError("extra must not use the keys 'config' or 'model'")
+    ckpt = {'config': model.config.to_dict(), 'model': model.state_dict(), **extra}
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_world_model(path, map_location='cpu', weights_only=True):
+    """Rebuild the model from the file alone. Returns (model, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
+    model = WorldModelConvFiLM(WorldModelConfig.from_dict(ckpt['config']))
+    model.load_state_dict(ckpt['model'])
+    if isinstance(map_location, (str, torch.device)):
+        model = model.to(map_location)
+    return model, ckpt
