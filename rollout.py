@@ -1,0 +1,99 @@
+"""Rolling a world model forward: token sampling and open-loop rollouts.
+
+One implementation for every caller (training's validation and images, inference.py,
+live_inference.py, evaluate.py), so what training measures is what play shows.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, generator=None):
+    """logits (B, K, H, W) -> tokens (B, H, W) long.
+
+    mode 'greedy' takes the argmax; 'sample' draws from softmax(logits / temperature), optionally
+    restricted to the top_k codes and/or the smallest set with probability mass >= top_p.
+    """
+    if mode == 'greedy' or temperature <= 0:
+        return logits.argmax(1)
+    if mode != 'sample':
+        raise ValueError(f"unknown sampling mode {mode!r} (greedy | sample)")
+    B, K, H, W = logits.shape
+    z = (logits.float() / temperature).permute(0, 2, 3, 1).reshape(-1, K)
+    if top_k and top_k < K:
+        kth = z.topk(top_k, dim=-1).values[:, -1:]
+        z = z.masked_fill(z < kth, float('-inf'))
+    if top_p < 1.0:
+        sz, si = z.sort(dim=-1, descending=True)
+        cum = sz.softmax(-1).cumsum(-1)
+        drop = cum - sz.softmax(-1) >= top_p  # keep the first code that crosses top_p
+        sz = sz.masked_fill(drop, float('-inf'))
+        z = torch.full_like(z, float('-inf')).scatter(-1, si, sz)
+    probs = z.softmax(-1)
+    idx = torch.multinomial(probs, 1, generator=generator)
+    return idx.view(B, H, W)
+
+
+@torch.no_grad()
+def warm_up(model, context_tokens, context_actions, state=None):
+    """Feed T context frames (B, T, H, W) with the T-1 actions between them (B, T-1, A).
+
+    The last context frame is not consumed: it is the input of the first rollout step.
+    Returns the state after the first T-1 transitions (hidden maps and temporal buffer filled).
+    """
+    B, T = context_tokens.shape[:2]
+    if state is None:
+        state = model.init_state(B, context_tokens.device)
+    if T > 1:
+        _, state = model(context_tokens[:, :-1], context_actions[:, :T - 1], state)
+    return state
+
+
+@torch.no_grad()
+def rollout(model, context_tokens, context_actions, actions, steps=None, sampling=None, state=None,
+            generator=None, return_logits=False):
+    """Open-loop rollout: warm up on the context, then feed the model its own samples.
+
+    context_tokens (B, T, H, W) long, context_actions (B, T-1, A) (may be empty for T = 1),
+    actions (B, N, A): action n drives generated frame n -> n+1, starting from the last context
+    frame. Returns generated tokens (B, N, H, W) (frame n+1 at index n) and the final state.
+    """
+    sampling = dict(sampling or {})
+    steps = steps or actions.shape[1]
+    state = warm_up(model, context_tokens, context_actions, state)
+    cur = context_tokens[:, -1]
+    out, logits_out = [], []
+    for n in range(steps):
+        logits, state = model.step(cur, actions[:, n], state)
+        cur = sample_tokens(logits, generator=generator, **sampling)
+        out.append(cur)
+        if return_logits:
+            logits_out.append(logits)
+    gen = torch.stack(out, 1)
+    if return_logits:
+        return gen, state, torch.stack(logits_out, 1)
+    return gen, state
+
+
+@torch.no_grad()
+def decode_tokens(vq, tokens, batch=64):
+    """(..., H, W) long -> (..., 3, 4H, 4W) float images in [0, 1], decoded in chunks."""
+    lead = tokens.shape[:-2]
+    flat = tokens.reshape(-1, *tokens.shape[-2:])
+    imgs = torch.cat([vq.decode_code(flat[i:i + batch]).float() for i in range(0, len(flat), batch)])
+    return imgs.view(*lead, *imgs.shape[1:])
+
+
+def token_accuracy(pred, target):
+    return (pred == target).float().mean()
+
+
+def unique_codes_per_frame(tokens):
+    """tokens (..., H, W) -> mean number of distinct codes per frame."""
+    flat = tokens.reshape(-1, tokens.shape[-2] * tokens.shape[-1])
+    s = flat.sort(-1).values
+    return ((s[:, 1:] != s[:, :-1]).sum(-1) + 1).float().mean()
+
+
+def cross_entropy_tokens(logits, target, label_smoothing=0.0):
+    """logits (B, T, K, H, W), target (B, T, H, W) -> mean CE."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(0, 1), label_smoothing=label_smoothing)

@@ -1,0 +1,153 @@
+"""train.py on a tiny config and real blockworld tokens (CPU). Runs the script as a subprocess,
+as a user would, since its constants are module globals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+TINY = ['--MODEL_PRESET=demo',
+        "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, 'n_layers': 2, 'dilations': (1, 2), "
+        "'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, 'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}",
+        '--BATCH_SIZE=4', '--SEQ_LEN=4', '--NUM_WORKERS=0', '--LR=3e-3', '--MIN_LR=3e-4', '--WARMUP_STEPS=5',
+        '--AR_WARMUP_STEPS=6', '--AR_MIN_LEN=2', '--AR_MAX_LEN=3', '--LPIPS_FRAMES=2', '--LOG_STEPS=1',
+        '--IMAGE_LOG_STEPS=0', '--EVAL_STEPS=0', '--CKPT_STEPS=1000', '--DEVICE=cpu']
+
+
+@pytest.fixture(scope='session')
+def data(tmp_path_factory):
+    """4 blockworld clips -> a tiny VQ-VAE (codebook from data) -> preprocess.py -> token data."""
+    import blockworld
+    import preprocess
+    from vqvae import VQConfig, VQVAE, save_vqvae
+    import gfdata
+    root = tmp_path_factory.mktemp('train_data')
+    raw, out = root / 'raw', root / 'tokens'
+    blockworld.main(['--out', str(raw), '--clips', '4', '--frames', '40', '--size', '128x72', '--seed', '3'])
+    torch.manual_seed(0)
+    vq = VQVAE(VQConfig(hidden1=8, hidden2=16, embedding_dim=8, codebook_size=32))
+    frames = gfdata.read_frames(str(raw / 'video' / (gfdata.list_clips(str(raw))[0] + '.mp4')))
+    vq.train()
+    with torch.no_grad():
+        vq(torch.from_numpy(frames[:16]).permute(0, 3, 1, 2).float() / 255)  # k-means init from data
+    ckpt = str(root / 'vq.pt')
+    save_vqvae(ckpt, vq.eval())
+    rc = preprocess.main(['--input', str(raw), '--output', str(out), '--vqvae', ckpt, '--workers', '1'])
+    assert not rc
+    # make sure both splits have a clip, whatever the hash says
+    man = json.loads((out / 'manifest.json').read_text())
+    assert len(man['clips']) == 4
+    return dict(data=str(out), vq=ckpt)
+
+
+def run_train(data, out_dir, *extra, timeout=300, wait=True):
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), f"--DATA_DIR={data['data']}", f"--VQVAE_CKPT={data['vq']}",
+           f'--OUT_DIR={out_dir}', *TINY, *extra]
+    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def metrics(out_dir):
+    with open(os.path.join(out_dir, 'metrics.jsonl')) as f:
+        return [json.loads(l) for l in f]
+
+
+def test_fifty_steps_lower_the_loss(data, tmp_path):
+    run_train(data, tmp_path, '--MAX_STEPS=50', '--AR_CURRICULUM=False')
+    ce = [m['train/ce_tf'] for m in metrics(tmp_path) if 'train/ce_tf' in m]
+    assert len(ce) == 50
+    first, last = np.mean(ce[:5]), np.mean(ce[-5:])
+    assert last < 0.8 * first, (first, last)  # codebook of 32: ln 32 = 3.47 at the start
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    full, part = tmp_path / 'full', tmp_path / 'part'
+    run_train(data, full, '--MAX_STEPS=12')
+    run_train(data, part, '--MAX_STEPS=12', '--STOP_AFTER=7')
+    ckpts = [f for f in os.listdir(part) if f.startswith('ckpt_')]
+    assert ckpts == ['ckpt_0000007.pt']
+    out = run_train(data, part, '--MAX_STEPS=12')
+    assert 'resumed from' in out and 'at step 7' in out
+    a = {m['step']: m['train/loss'] for m in metrics(full) if 'train/loss' in m}
+    b = {m['step']: m['train/loss'] for m in metrics(part) if 'train/loss' in m}
+    assert sorted(b) == list(range(1, 13))  # no step twice, none missing
+    for s in range(1, 13):  # the AR tail switches on at step 6: the curriculum state carried over too
+        assert b[s] == pytest.approx(a[s], rel=1e-5, abs=1e-6), s
+    ar = {m['step']: m['train/ar_len'] for m in metrics(part) if 'train/ar_len' in m}
+    assert ar[12] > 0
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(data, tmp_path):
+    from model_convGru import load_world_model
+    p = run_train(data, tmp_path, '--MAX_STEPS=100000', wait=False)
+    path = tmp_path / 'metrics.jsonl'
+    deadline = time.time() + 120
+    while time.time() < deadline and not (path.exists() and len(path.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=120)
+    assert p.returncode == 0, out[-2000:]
+    assert 'on signal 15' in out
+    ckpts = sorted(f for f in os.listdir(tmp_path) if f.startswith('ckpt_'))
+    assert len(ckpts) == 1
+    model, ck = load_world_model(str(tmp_path / ckpts[0]), weights_only=False)
+    assert ck['step'] >= 3 and ck['train_config']['BATCH_SIZE'] == 4
+    assert not [f for f in os.listdir(tmp_path) if f.startswith('.')], 'temp files left behind'
+
+
+def test_ddp_two_processes_keep_parameters_equal(data, tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    cmd = [torchrun, '--standalone', '--nproc_per_node=2', os.path.join(ROOT, 'train.py'),
+           f"--DATA_DIR={data['data']}", f"--VQVAE_CKPT={data['vq']}", f'--OUT_DIR={tmp_path}', *TINY,
+           '--MAX_STEPS=4']
+    env = dict(os.environ, WANDB_MODE='disabled', OMP_NUM_THREADS='1')
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    m = [x for x in metrics(tmp_path) if 'ddp/param_max_abs_diff' in x]
+    assert m and m[-1]['ddp/param_max_abs_diff'] == 0.0 and m[-1]['ddp/world_size'] == 2
+    assert m[-1]['ddp/param_change'] > 0  # the ranks agree on parameters that did train
+
+
+def test_config_overrides_reach_the_loop(data, tmp_path):
+    from model_convGru import load_world_model
+    run_train(data, tmp_path, '--MAX_STEPS=8', '--LR=0.002', '--WARMUP_STEPS=2', '--MIN_LR=0.002',
+              '--AR_CURRICULUM=False', '--BATCH_SIZE=3')
+    ms = [m for m in metrics(tmp_path) if 'lr' in m]
+    assert ms[-1]['lr'] == pytest.approx(0.002)
+    assert ms[-1]['samples_per_sec'] == pytest.approx(3 * ms[-1]['steps_per_sec'])
+    assert all(m['train/ar_len'] == 0 for m in ms)
+    _, ck = load_world_model(str(tmp_path / 'ckpt_0000008.pt'), weights_only=False)
+    assert ck['train_config']['LR'] == 0.002 and ck['config']['hidden_dim'] == 16
+
+
+def test_curriculum_brake_and_gate():
+    from train import ARCurriculum
+    c = ARCurriculum(True, warmup=10, min_len=3, max_len=6, brake=True, upper=2.0, lower=1.5, gate=0.5, ema=0.0)
+    assert c.update(5, 0.1, 0.1, 50, 100) == 0            # warmup: teacher forcing only
+    assert c.update(10) == 3                               # then the minimum
+    assert c.update(11, 0.1, 0.12, 80, 100) == 4           # ratio 1.2 < lower, diverse: grow
+    assert c.update(12, 0.1, 0.12, 80, 100) == 5
+    assert c.update(13, 0.1, 0.12, 30, 100) == 5           # collapsed (30 < 0.5 * 100): the gate holds it
+    assert c.update(14, 0.1, 0.17, 80, 100) == 5           # between the thresholds: hold
+    assert c.update(15, 0.1, 0.3, 80, 100) == 4            # ratio 3 > upper: brake
+    for s in range(16, 30):
+        c.update(s, 0.1, 0.3, 80, 100)
+    assert c.ar_len == 3                                   # never below the minimum
+    for s in range(30, 50):
+        c.update(s, 0.1, 0.1, 100, 100)
+    assert c.ar_len == 6                                   # nor above the maximum
+    assert c.moves['down'] > 0 and c.moves['up'] > 0 and c.moves['hold'] > 0
+    d = ARCurriculum(True, 0, 3, 6, True, 2.0, 1.5, 0.5, ema=0.9)
+    d.load_state_dict(c.state_dict())
+    assert d.ar_len == 6 and d.ratio == c.ratio

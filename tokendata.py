@@ -1,0 +1,139 @@
+"""Token trajectories for training and evaluation: a flat memory-mapped cache built once from
+preprocess.py's per-clip npz files, and windows that never cross a clip boundary.
+
+FACTS §5: np.load(mmap_mode='r') does nothing for .npz, so the earlier loader decompressed a
+whole trajectory per sample. Here every clip is copied once into two flat .npy files that are
+truly memory-mapped; a sample is a slice.
+
+    <data>/cache/tokens.npy   uint16  [N, H, W]   every frame of every clip, clip after clip
+    <data>/cache/actions.npy  float32 [N, A]      row i: the action from frame i to i+1 (0 on a clip's last frame)
+    <data>/cache/index.json   clips (stem, start, length, split) and the manifest's hash
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+
+CACHE_DIR = 'cache'
+
+
+def load_manifest(data_dir):
+    path = os.path.join(data_dir, 'manifest.json')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no manifest; run preprocess.py --output {data_dir} first")
+    with open(path, 'rb') as f:
+        raw = f.read()
+    return json.loads(raw), hashlib.sha1(raw).hexdigest()
+
+
+def build_cache(data_dir, progress=True):
+    """Build (or reuse) the flat cache for data_dir. Returns the cache folder."""
+    manifest, digest = load_manifest(data_dir)
+    cache = os.path.join(data_dir, CACHE_DIR)
+    index_path = os.path.join(cache, 'index.json')
+    if os.path.isfile(index_path):
+        with open(index_path) as f:
+            if json.load(f).get('manifest_sha1') == digest:
+                return cache
+    os.makedirs(cache, exist_ok=True)
+    clips, total, shape, adim = [], 0, None, None
+    for c in manifest['clips']:
+        with np.load(os.path.join(data_dir, c['file'])) as z:
+            t_shape, a_shape = z['tokens'].shape, z['actions'].shape
+        if a_shape[0] != t_shape[0] - 1:
+            raise ValueError(f"{c['file']}: {a_shape[0]} actions for {t_shape[0]} frames (expected frames - 1)")
+        shape, adim = shape or t_shape[1:], adim or a_shape[1]
+        if t_shape[1:] != shape or a_shape[1] != adim:
+            raise ValueError(f"{c['file']}: shape {t_shape}/{a_shape} differs from the first clip's {shape}/{adim}")
+        clips.append(dict(stem=c.get('stem', os.path.splitext(os.path.basename(c['file']))[0]), file=c['file'],
+                          start=total, length=int(t_shape[0]), split=c['split']))
+        total += t_shape[0]
+    if not clips:
+        raise ValueError(f"{data_dir}/manifest.json lists no clips")
+
+    from tqdm import tqdm
+
+    def fill(tok_mm, act_mm):
+        for c in tqdm(clips, desc='token cache', disable=not progress):
+            with np.load(os.path.join(data_dir, c['file'])) as z:
+                tok_mm[c['start']:c['start'] + c['length']] = z['tokens']
+                act_mm[c['start']:c['start'] + c['length'] - 1] = z['actions']
+                act_mm[c['start'] + c['length'] - 1] = 0
+
+    tok_tmp = os.path.join(cache, 'tokens.npy.tmp.npy')
+    act_tmp = os.path.join(cache, 'actions.npy.tmp.npy')
+    tok = np.lib.format.open_memmap(tok_tmp, mode='w+', dtype=np.uint16, shape=(total,) + tuple(shape))
+    act = np.lib.format.open_memmap(act_tmp, mode='w+', dtype=np.float32, shape=(total, adim))
+    fill(tok, act)
+    tok.flush(), act.flush()
+    del tok, act
+    os.replace(tok_tmp, os.path.join(cache, 'tokens.npy'))
+    os.replace(act_tmp, os.path.join(cache, 'actions.npy'))
+    tmp = index_path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(dict(manifest_sha1=digest, clips=clips, frames=total, grid=list(shape), action_dim=adim,
+                       action_encoding=manifest.get('action_encoding'),
+                       action_names=manifest.get('action_names')), f)
+    os.replace(tmp, index_path)  # written last: the cache is valid only once this exists
+    return cache
+
+
+class TokenCache:
+    """The memory-mapped arrays of a cache folder; opened lazily so DataLoader workers each map them."""
+
+    def __init__(self, data_dir):
+        self.dir = build_cache(data_dir)
+        with open(os.path.join(self.dir, 'index.json')) as f:
+            self.index = json.load(f)
+        self.clips = self.index['clips']
+        self.action_dim = self.index['action_dim']
+        self.grid = tuple(self.index['grid'])
+        self._tok = self._act = None
+
+    @property
+    def tokens(self):
+        if self._tok is None:
+            self._tok = np.load(os.path.join(self.dir, 'tokens.npy'), mmap_mode='r')
+        return self._tok
+
+    @property
+    def actions(self):
+        if self._act is None:
+            self._act = np.load(os.path.join(self.dir, 'actions.npy'), mmap_mode='r')
+        return self._act
+
+    def __getstate__(self):  # workers re-open the maps instead of pickling them
+        d = dict(self.__dict__)
+        d['_tok'] = d['_act'] = None
+        return d
+
+    def window_starts(self, split, frames):
+        """Start rows of every window of `frames` frames lying inside one clip of `split`."""
+        starts = [np.arange(c['start'], c['start'] + c['length'] - frames + 1)
+                  for c in self.clips if c['split'] == split and c['length'] >= frames]
+        return np.concatenate(starts) if starts else np.zeros(0, np.int64)
+
+    def window(self, start, frames):
+        """tokens long [frames, H, W] and actions float [frames - 1, A] (action t: frame t -> t+1)."""
+        tok = torch.from_numpy(self.tokens[start:start + frames].astype(np.int64))
+        act = torch.from_numpy(np.array(self.actions[start:start + frames - 1]))
+        return tok, act
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of `frames` consecutive frames from one split, strictly inside one clip."""
+
+    def __init__(self, cache, split, frames):
+        self.cache, self.frames = cache, frames
+        self.starts = cache.window_starts(split, frames)
+        if len(self.starts) == 0:
+            raise ValueError(f"no {split} clip in {cache.dir} has {frames} frames; "
+                             f"lower the window or record longer clips")
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        return self.cache.window(int(self.starts[i]), self.frames)

@@ -1,0 +1,710 @@
+"""train.py: the v6.2 autoregressive-curriculum training of the ConvGRU-FiLM world model.
+
+    python train.py config/demo_cpu.py --BATCH_SIZE=8
+    torchrun --nproc_per_node=4 train.py config/gf_v62.py          # DDP, same script
+
+Each step takes a window of SEQ_LEN teacher-forced transitions followed by ar_len
+autoregressive ones fed with the model's own (detached) predictions. Losses: cross-entropy
+(TF and AR, AR up-weighted), a Gumbel-softmax semantic loss in codebook space, LPIPS through a
+soft decode of the frozen VQ-VAE decoder on frames drawn at random each step, the IDM loss
+over variable spans, and an early entropy bonus. ar_len follows a curriculum braked by the
+AR/TF LPIPS ratio and gated by unique codes. Every mechanism has a constant below.
+"""
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ---- data ----
+DATA_DIR = 'preprocessedv4'          # preprocess.py output: manifest.json + <stem>.npz
+VQVAE_CKPT = 'checkpoints/vqvae.pt'  # frozen tokenizer: decodes targets, soft-decodes predictions for LPIPS
+OUT_DIR = 'checkpoints/ochre-v6.2'   # the run folder: checkpoints, metrics.jsonl, images/
+SEQ_LEN = 16                 # teacher-forced transitions per window (the AR steps come after them)
+BATCH_SIZE = 20              # per process
+NUM_WORKERS = 2              # DataLoader workers per process
+# ---- model ----
+MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
+MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}
+# ---- optimisation ----
+MAX_STEPS = 100_000
+LR = 3e-5
+MIN_LR = 3e-6                # cosine floor
+WARMUP_STEPS = 1000          # linear LR warmup
+WEIGHT_DECAY = 0.01
+BETA1, BETA2 = 0.9, 0.95
+GRAD_CLIP = 1.0
+FILM_LR_MULT = 10.0          # FiLM gradients ran 13-33x weaker than the dynamics' (v4.7.3-v4.7.4)
+# ---- AR curriculum ----
+AR_CURRICULUM = True         # False: teacher forcing only
+AR_WARMUP_STEPS = 2000       # teacher forcing only before this step
+AR_MIN_LEN = 10              # ar_len after warmup never goes below this (v4.9: short AR lets shortcuts win)
+AR_MAX_LEN = 20
+AR_BRAKE = True              # shrink ar_len while AR LPIPS runs away from TF LPIPS
+AR_BRAKE_UPPER = 2.5         # EMA(AR LPIPS / TF LPIPS) above this: ar_len - 1
+AR_BRAKE_LOWER = 1.6         # below this (and not collapsed): ar_len + 1
+AR_RATIO_EMA = 0.9           # smoothing of the ratio, updated every LOG_STEPS
+UNIQUE_CODES_GATE = 0.5      # ar_len grows only while predictions use >= this share of GT's unique codes
+AR_FEEDBACK = 'argmax'       # how AR inputs are chosen from the previous logits: argmax | sample | topk
+AR_FEEDBACK_TOPK = 8         # for 'topk': sample among the k most likely codes
+AR_LOSS_WEIGHT = 2.5
+# ---- losses ----
+LABEL_SMOOTHING = 0.0
+SEMANTIC_WEIGHT = 1.0        # Gumbel-softmax (hard) codebook-embedding MSE
+GUMBEL_TAU_START = 1.0
+GUMBEL_TAU_END = 0.3         # v6.2: a higher floor, slower hardening
+GUMBEL_TAU_STEPS = 30_000
+LPIPS_WEIGHT = 3.0
+LPIPS_FRAMES = 4             # frames per window given LPIPS, drawn at random EVERY step (v4.6.4's fixed period flashed)
+LPIPS_MOVE_BOOST = 4.0       # LPIPS multiplier for frames with a movement key down...
+LPIPS_BOOST_RAMP_STEPS = 5000  # ...ramped in from 1 over this many steps
+IDM_WEIGHT = 1.0
+IDM_MAX_SPAN = 5             # IDM spans k drawn from 1..IDM_MAX_SPAN
+CORRUPT_MAX = 0.05           # teacher-forcing token corruption: share of input tokens replaced at random...
+CORRUPT_RAMP_STEPS = 5000    # ...ramped in from 0
+ENTROPY_WEIGHT = 0.01        # entropy bonus (anti-collapse), fading to 0...
+ENTROPY_STEPS = 5000         # ...over this many steps
+# ---- runtime ----
+DEVICE = 'auto'              # auto | cpu | cuda | cuda:1
+DTYPE = 'bf16'               # autocast dtype on CUDA: bf16 | fp16 | fp32 (CPU always fp32)
+COMPILE = False              # torch.compile the model
+SEED = 1337
+LOG_STEPS = 10
+IMAGE_LOG_STEPS = 500
+EVAL_STEPS = 500
+EVAL_WINDOWS = 16            # val windows per evaluation
+CKPT_STEPS = 1000
+KEEP_LAST = 3                # rolling checkpoints kept (milestones are kept forever)
+MILESTONE_STEPS = 10_000
+RESUME = 'auto'              # 'auto': newest checkpoint in OUT_DIR; '': start fresh; or a checkpoint path
+STOP_AFTER = 0               # leave after this many steps in this invocation (checkpointed); 0: run to MAX_STEPS
+TIME_LIMIT_MIN = 0.0            # leave (checkpointed) after this wall time; 0: no limit
+MAX_BAD_STEPS = 5            # consecutive non-finite losses before the run stops
+WANDB_PROJECT = 'ochre'
+WANDB_RUN_NAME = ''
+PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the GPU name (unknown: no MFU)
+# ---- end of config ----
+
+import actions as A  # noqa: E402
+from configurator import apply_config, format_config  # noqa: E402
+from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
+from rollout import decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
+from tokendata import TokenCache, WindowDataset  # noqa: E402
+
+PEAKS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'RTX 4090': 165e12,
+         'A10': 125e12, 'V100': 125e12, 'P100': 18.7e12, 'T4': 65e12}  # dense bf16/fp16 tensor FLOP/s
+
+
+# ------------------------------------------------------------------ schedules and the curriculum
+def lr_at(step, base, warmup, total, floor):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + 0.5 * (base - floor) * (1 + math.cos(math.pi * p))
+
+
+def ramp(step, steps):
+    return 1.0 if steps <= 0 else min(1.0, step / steps)
+
+
+class ARCurriculum:
+    """ar_len: 0 during warmup, then AR_MIN_LEN, moved by the LPIPS-ratio brake and the unique-codes gate."""
+
+    def __init__(self, enabled, warmup, min_len, max_len, brake, upper, lower, gate, ema):
+        self.enabled, self.warmup, self.min_len, self.max_len = enabled, warmup, min_len, max_len
+        self.brake, self.upper, self.lower, self.gate, self.ema = brake, upper, lower, gate, ema
+        self.ar_len, self.ratio, self.moves = 0, None, {'up': 0, 'down': 0, 'hold': 0}
+
+    def update(self, step, lpips_tf=None, lpips_ar=None, unique_pred=None, unique_gt=None):
+        """Call every LOG_STEPS with the means since the last call; returns the new ar_len."""
+        if not self.enabled or step < self.warmup:
+            self.ar_len = 0
+            return self.ar_len
+        if self.ar_len < self.min_len:
+            self.ar_len = self.min_len
+            return self.ar_len
+        if lpips_tf is not None and lpips_ar is not None and lpips_tf > 0:
+            r = lpips_ar / lpips_tf
+            self.ratio = r if self.ratio is None else self.ema * self.ratio + (1 - self.ema) * r
+        collapsed = unique_pred is not None and unique_gt and unique_pred < self.gate * unique_gt
+        move = 'hold'
+        if self.brake and self.ratio is not None and self.ratio > self.upper:
+            move = 'down'
+        elif (not self.brake or (self.ratio is not None and self.ratio < self.lower)) and not collapsed:
+            move = 'up'
+        self.ar_len = int(np.clip(self.ar_len + {'up': 1, 'down': -1, 'hold': 0}[move], self.min_len, self.max_len))
+        self.moves[move] += 1
+        return self.ar_len
+
+    def state_dict(self):
+        return dict(ar_len=self.ar_len, ratio=self.ratio, moves=dict(self.moves))
+
+    def load_state_dict(self, d):
+        self.ar_len, self.ratio, self.moves = d['ar_len'], d['ratio'], dict(d['moves'])
+
+
+# ------------------------------------------------------------------ the loss of one window
+def corrupt_tokens(tokens, p, codebook_size):
+    """Replace a share p of tokens by random codes (weakens the copy-z_t shortcut, v6.2)."""
+    if p <= 0:
+        return tokens
+    mask = torch.rand(tokens.shape, device=tokens.device) < p
+    return torch.where(mask, torch.randint_like(tokens, codebook_size), tokens)
+
+
+def feedback_tokens(logits, mode, topk):
+    """AR input from the previous prediction; always detached (v4.9's BPTT through samples exploded)."""
+    logits = logits.detach()
+    if mode == 'argmax':
+        return logits.argmax(1)
+    B, K, H, W = logits.shape
+    z = logits.float().permute(0, 2, 3, 1).reshape(-1, K)
+    if mode == 'topk':
+        v, i = z.topk(topk, -1)
+        return i.gather(-1, torch.multinomial(v.softmax(-1), 1)).view(B, H, W)
+    if mode == 'sample':
+        return torch.multinomial(z.softmax(-1), 1).view(B, H, W)
+    raise ValueError(f"AR_FEEDBACK={mode!r}: expected argmax | sample | topk")
+
+
+class WindowLoss(torch.nn.Module):
+    """The whole per-window computation as one module, so DDP sees one forward per step."""
+
+    def __init__(self, model, vq, lpips_net):
+        super().__init__()
+        self.model = model
+        self.frozen = (vq, lpips_net)  # a tuple hides them from .parameters() / DDP
+
+    def forward(self, tokens, actions, ar_len, knobs):
+        vq, lp = self.frozen
+        model = self.model
+        cfg = model.config
+        B, T = actions.shape[:2]
+        tf_len = T - ar_len
+        target = tokens[:, 1:T + 1]
+        inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
+        logits, state, top = model(inp, actions[:, :tf_len], return_hidden=True)
+        all_logits, tops = [logits], [top]
+        prev = logits[:, -1]
+        for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
+            fb = feedback_tokens(prev, knobs['feedback'], knobs['topk'])
+            prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True)
+            all_logits.append(prev[:, None])
+            tops.append(top_t[:, None])
+        logits = torch.cat(all_logits, 1).float()  # (B, T, K, H, W)
+        top = torch.cat(tops, 1)
+        out = {}
+
+        # cross-entropy, TF and AR parts separately
+        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(0, 1), reduction='none',
+                             label_smoothing=knobs['label_smoothing']).mean((1, 2)).view(B, T)
+        out['ce_tf'] = ce[:, :tf_len].mean()
+        out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
+        loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)
+
+        tau = knobs['tau']
+        # semantic loss: a hard Gumbel sample's codebook vector against the target's
+        if knobs['semantic_weight'] > 0:
+            g = F.gumbel_softmax(logits.movedim(2, -1), tau=tau, hard=True, dim=-1)  # (B,T,H,W,K)
+            emb = g @ vq.quantizer.embed.float()                                   # (B,T,H,W,D)
+            tgt = vq.quantizer.embed.float()[target]
+            out['semantic'] = F.mse_loss(emb, tgt)
+            loss = loss + knobs['semantic_weight'] * out['semantic']
+
+        # LPIPS on frames drawn at random this step, half TF half AR when there is an AR tail
+        if knobs['lpips_weight'] > 0:
+            n = min(knobs['lpips_frames'], T)
+            if ar_len:
+                n_ar = min(max(1, n // 2), ar_len)
+                pos = torch.cat([torch.randperm(tf_len, device=tokens.device)[:n - n_ar],
+                                 tf_len + torch.randperm(ar_len, device=tokens.device)[:n_ar]])
+            else:
+                pos = torch.randperm(T, device=tokens.device)[:n]
+            probs = F.gumbel_softmax(logits[:, pos].flatten(0, 1), tau=tau, hard=False, dim=1)
+            pred_rgb = vq.decode_soft(probs)
+            with torch.no_grad():  # targets decoded once, without grad
+                tgt_rgb = vq.decode_code(target[:, pos].flatten(0, 1))
+            d = lp(pred_rgb * 2 - 1, tgt_rgb * 2 - 1).view(B, len(pos))
+            moving = (actions[:, pos, A.KEYS_SLICE].abs().sum(-1) > 0).float()
+            w = 1 + (knobs['move_boost'] - 1) * moving
+            out['lpips'] = (d * w).sum() / w.sum()
+            is_ar = (pos >= tf_len)
+            out['lpips_tf'] = d[:, ~is_ar].mean().detach()
+            out['lpips_ar'] = d[:, is_ar].mean().detach() if is_ar.any() else d.new_zeros(())
+            out['movement_active'] = moving.mean()
+            loss = loss + knobs['lpips_weight'] * out['lpips']
+
+        # inverse dynamics over a random span k: (h_{t-k}, h_t) -> actions t-k+1 .. t
+        if knobs['idm_weight'] > 0 and cfg.use_idm:
+            k = int(torch.randint(1, min(knobs['idm_span'], T - 1) + 1, ()).item())
+            t = int(torch.randint(k, T, ()).item())
+            logits_idm = model.idm(top[:, t - k], top[:, t], k)
+            out['idm'], parts = idm_loss(logits_idm, actions[:, t - k + 1:t + 1])
+            loss = loss + knobs['idm_weight'] * out['idm']
+
+        # entropy bonus and diagnostics
+        logp = logits.log_softmax(2)
+        ent = -(logp.exp() * logp).sum(2).mean()
+        out['entropy'] = ent.detach()
+        if knobs['entropy_weight'] > 0:
+            loss = loss - knobs['entropy_weight'] * ent
+        with torch.no_grad():
+            pred = logits.argmax(2)
+            out['confidence'] = logp.max(2).values.exp().mean()
+            out['token_acc_tf'] = (pred[:, :tf_len] == target[:, :tf_len]).float().mean()
+            out['token_acc_ar'] = (pred[:, tf_len:] == target[:, tf_len:]).float().mean() if ar_len else ent.new_zeros(())
+            out['unique_pred'] = unique_codes_per_frame(pred[:, -max(1, ar_len):])
+            out['unique_gt'] = unique_codes_per_frame(target[:, -max(1, ar_len):])
+        out['loss'] = loss
+        return loss, out, logits.detach()
+
+
+# ------------------------------------------------------------------ checkpoints
+def checkpoint_paths(out_dir):
+    """Checkpoints of a run folder, oldest first."""
+    if not os.path.isdir(out_dir):
+        return []
+    names = [f for f in os.listdir(out_dir) if f.startswith('ckpt_') and f.endswith('.pt')]
+    return [os.path.join(out_dir, f) for f in sorted(names, key=lambda f: int(f[5:-3].split('_')[0]))]
+
+
+def save_checkpoint(out_dir, model, optimizer, scaler, step, curriculum, cfg, extra):
+    milestone = MILESTONE_STEPS and step % MILESTONE_STEPS == 0
+    path = os.path.join(out_dir, f"ckpt_{step:07d}{'_milestone' if milestone else ''}.pt")
+    save_world_model(path, model, extra=dict(
+        step=step, optimizer=optimizer.state_dict(), scaler=scaler.state_dict() if scaler else None,
+        curriculum=curriculum.state_dict(), train_config=cfg, rng=rng_state(), **extra))
+    rolling = [p for p in checkpoint_paths(out_dir) if '_milestone' not in p]
+    for old in rolling[:-KEEP_LAST]:
+        os.remove(old)
+    return path
+
+
+def rng_state():
+    return dict(torch=torch.get_rng_state(), python=list(random.getstate()[1]),
+                numpy=np.random.get_state()[1].tolist(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def set_rng_state(s):
+    torch.set_rng_state(s['torch'])
+    random.setstate((3, tuple(s['python']), None))
+    np.random.set_state(('MT19937', np.array(s['numpy'], dtype=np.uint32), 624, 0, 0.0))
+    if s['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s['cuda'])
+
+
+# ------------------------------------------------------------------ data
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batch of step s = a function of (seed, rank, s) alone, so a resumed run sees the same data."""
+
+    def __init__(self, n, batch, seed, rank, start_step, max_steps):
+        self.n, self.batch, self.seed, self.rank, self.start, self.max = n, batch, seed, rank, start_step, max_steps
+
+    def __iter__(self):
+        for s in range(self.start, self.max):
+            yield np.random.default_rng([self.seed, self.rank, s]).integers(0, self.n, self.batch).tolist()
+
+    def __len__(self):
+        return max(0, self.max - self.start)
+
+
+# ------------------------------------------------------------------ images
+def save_png(path, rows):
+    """rows: list of (N, 3, H, W) float tensors in [0, 1] -> one PNG grid (row per entry)."""
+    import cv2
+    grid = torch.cat([torch.cat(list(r.clamp(0, 1)), dim=2) for r in rows], dim=1)
+    img = (grid.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    img = cv2.resize(img, (img.shape[1] * 2, img.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+    tmp = path + '.tmp.png'
+    cv2.imwrite(tmp, img[..., ::-1])
+    os.replace(tmp, path)
+    return path
+
+
+def action_rollout_sheet(model, vq, tokens, edges, steps=30, show=6):
+    """30-step rollouts from one frame under turn left / turn right / forward / idle."""
+    names = ('turn_left', 'turn_right', 'forward', 'idle')
+    acts = torch.stack([torch.from_numpy(A.preset_actions(n, steps, edges=edges)) for n in names]).to(tokens.device)
+    ctx = tokens[:1, :1].expand(len(names), 1, *tokens.shape[-2:])
+    gen, _ = rollout(model, ctx, acts[:, :0], acts)
+    idx = torch.linspace(0, steps - 1, show).long()
+    return [decode_tokens(vq, gen[i, idx]) for i in range(len(names))], names
+
+
+# ------------------------------------------------------------------ validation
+@torch.no_grad()
+def validate(model, vq, cache, edges, device, windows, seq_len, amp):
+    """TF cross-entropy / token accuracy, AR accuracy and PSNR at 1/5/10, action response at 1/5/10."""
+    from perceptual import psnr
+    was_training = model.training
+    model.eval()
+    horizon, ctx_len = 10, 4
+    frames = max(seq_len + 1, ctx_len + horizon)
+    starts = cache.window_starts('val', frames)
+    if len(starts) == 0:
+        starts = cache.window_starts('train', frames)  # tiny datasets: better than nothing, logged as such
+    pick = starts[np.linspace(0, len(starts) - 1, min(windows, len(starts))).astype(int)]
+    tok, act = zip(*(cache.window(int(s), frames) for s in pick))
+    tok, act = torch.stack(tok).to(device), torch.stack(act).to(device)
+    m = {}
+    with amp:
+        logits, _ = model(tok[:, :seq_len], act[:, :seq_len])
+    m['val/ce_tf'] = F.cross_entropy(logits.flatten(0, 1).float(), tok[:, 1:seq_len + 1].flatten(0, 1)).item()
+    m['val/token_acc_tf'] = (logits.argmax(2) == tok[:, 1:seq_len + 1]).float().mean().item()
+    with amp:
+        gen, _ = rollout(model, tok[:, :ctx_len], act[:, :ctx_len - 1], act[:, ctx_len - 1:], steps=horizon)
+    truth = tok[:, ctx_len:ctx_len + horizon]
+    for h in (1, 5, 10):
+        m[f'val/ar_token_acc_{h}'] = (gen[:, h - 1] == truth[:, h - 1]).float().mean().item()
+        m[f'val/ar_psnr_{h}'] = psnr(decode_tokens(vq, gen[:, h - 1]), decode_tokens(vq, truth[:, h - 1])).mean().item()
+    # action response: how far rollouts under different actions move from the idle rollout
+    names = ('turn_left', 'turn_right', 'forward', 'idle')
+    n = min(4, len(tok))
+    outs = {}
+    for name in names:
+        a = torch.from_numpy(A.preset_actions(name, horizon, edges=edges)).to(device)
+        with amp:
+            outs[name], _ = rollout(model, tok[:n, :ctx_len], act[:n, :ctx_len - 1], a.expand(n, -1, -1))
+    for h in (1, 5, 10):
+        idle = decode_tokens(vq, outs['idle'][:, h - 1])
+        diffs = [(decode_tokens(vq, outs[k][:, h - 1]) - idle).abs().mean().item() for k in names[:-1]]
+        m[f'val/action_response_{h}'] = float(np.mean(diffs))
+    model.train(was_training)
+    return m
+
+
+# ------------------------------------------------------------------ main
+def main(argv):
+    g = globals()
+    cfg = apply_config(g, argv)
+    import torch.distributed as dist
+    ddp = int(os.environ.get('WORLD_SIZE', '1')) > 1
+    rank, local_rank, world = 0, 0, 1
+    if DEVICE == 'auto':
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    else:
+        device = torch.device(DEVICE)
+    if ddp:
+        rank, local_rank, world = int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
+        if device.type == 'cuda':
+            device = torch.device('cuda', local_rank)
+            torch.cuda.set_device(device)
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    master = rank == 0
+    log = print if master else (lambda *a, **k: None)
+    log(format_config(cfg))
+    torch.manual_seed(SEED + rank)
+    random.seed(SEED + rank)
+    np.random.seed(SEED + rank)
+    if device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': None}[DTYPE]
+    use_amp = device.type == 'cuda' and amp_dtype is not None
+    amp = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp)
+    scaler = torch.amp.GradScaler('cuda') if use_amp and amp_dtype == torch.float16 else None
+
+    # data
+    cache = TokenCache(DATA_DIR) if master or not ddp else None
+    if ddp:
+        dist.barrier()  # rank 0 builds the cache once
+        cache = cache or TokenCache(DATA_DIR)
+    frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
+    train_set = WindowDataset(cache, 'train', frames)
+    with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
+        manifest = json.load(f)
+    edges = A.edges_from_manifest(manifest)
+
+    # models
+    from vqvae import load_vqvae
+    from perceptual import build_lpips
+    vq = load_vqvae(VQVAE_CKPT, device)
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    lp = build_lpips(device) if LPIPS_WEIGHT > 0 else None
+    overrides = dict(MODEL_OVERRIDES)
+    overrides.setdefault('codebook_size', vq.codebook_size)
+    overrides.setdefault('action_dim', cache.action_dim)
+    if IDM_WEIGHT == 0:
+        overrides['use_idm'] = False  # no dead parameters for DDP to wait on
+    if vq.codebook_size != overrides['codebook_size']:
+        raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
+    mcfg = PRESETS[MODEL_PRESET](**overrides)
+    model = WorldModelConvFiLM(mcfg).to(device)
+
+    # optimiser: FiLM gets its own learning-rate multiplier
+    film = [p for n, p in model.named_parameters() if n.startswith('film')]
+    decay = [p for n, p in model.named_parameters() if not n.startswith('film') and p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if not n.startswith('film') and p.dim() < 2]
+    groups = [dict(params=decay, weight_decay=WEIGHT_DECAY, lr_mult=1.0),
+              dict(params=no_decay, weight_decay=0.0, lr_mult=1.0),
+              dict(params=film, weight_decay=WEIGHT_DECAY, lr_mult=FILM_LR_MULT)]
+    optimizer = torch.optim.AdamW([g_ for g_ in groups if g_['params']], lr=LR, betas=(BETA1, BETA2),
+                                  fused=device.type == 'cuda')
+    curriculum = ARCurriculum(AR_CURRICULUM, AR_WARMUP_STEPS, AR_MIN_LEN, AR_MAX_LEN, AR_BRAKE,
+                              AR_BRAKE_UPPER, AR_BRAKE_LOWER, UNIQUE_CODES_GATE, AR_RATIO_EMA)
+
+    # resume
+    step, wandb_id = 0, None
+    os.makedirs(OUT_DIR, exist_ok=True)
+    resume_path = (checkpoint_paths(OUT_DIR) or [None])[-1] if RESUME == 'auto' else (RESUME or None)
+    if resume_path:
+        _, ck = load_world_model(resume_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck['model'])
+        optimizer.load_state_dict(ck['optimizer'])
+        if scaler and ck.get('scaler'):
+            scaler.load_state_dict(ck['scaler'])
+        curriculum.load_state_dict(ck['curriculum'])
+        step, wandb_id = ck['step'], ck.get('wandb_id')
+        set_rng_state(ck['rng'])  # rank 0's; other ranks branch off it so their noise differs
+        if rank:
+            torch.manual_seed(SEED + rank + 1_000_003 * step)
+        log(f"resumed from {resume_path} at step {step}")
+
+    wrapped = WindowLoss(model, vq, lp)
+    run_model = wrapped
+    if COMPILE:
+        run_model = torch.compile(wrapped)
+    if ddp:
+        run_model = torch.nn.parallel.DistributedDataParallel(
+            run_model, device_ids=[local_rank] if device.type == 'cuda' else None)
+
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=StepBatchSampler(len(train_set), BATCH_SIZE, SEED, rank, step, MAX_STEPS),
+        num_workers=NUM_WORKERS, pin_memory=device.type == 'cuda', persistent_workers=False,
+        generator=torch.Generator().manual_seed(SEED))  # its own generator: the global RNG stays reproducible
+
+    # logging
+    run = None
+    metrics_path = os.path.join(OUT_DIR, 'metrics.jsonl')
+    img_dir = os.path.join(OUT_DIR, 'images')
+    if master:
+        os.makedirs(img_dir, exist_ok=True)
+        run = open_wandb(cfg, mcfg, wandb_id)
+        wandb_id = run.id if run is not None and hasattr(run, 'id') else None
+        log(f"model {MODEL_PRESET}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; "
+            f"{len(train_set)} train windows of {frames} frames; device {device}; world {world}")
+
+    stop = {'signal': None}
+
+    def on_signal(signum, _frame):
+        stop['signal'] = signum  # finish the step, checkpoint, leave
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    peak = PEAK_TFLOPS * 1e12 or (next((v for k, v in PEAKS.items() if k in torch.cuda.get_device_name(device)), 0)
+                                  if device.type == 'cuda' else 0)
+    flops_fwd = model.flops_per_step(BATCH_SIZE)
+    t_start, started_at = time.time(), step
+    sums, n_sum, bad, t_last = {}, 0, 0, time.time()
+    timing = dict(data=0.0, forward=0.0, backward=0.0, optimizer=0.0)
+    model.train()
+    fp_start = fingerprint(model)
+    data_iter = iter(loader)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+
+    def all_mean(d):
+        if not ddp:
+            return d
+        keys = sorted(d)
+        t = torch.tensor([float(d[k]) for k in keys], device=device)
+        dist.all_reduce(t)
+        return dict(zip(keys, (t / world).tolist()))
+
+    last_ckpt = None
+    while step < MAX_STEPS:
+        t0 = time.time()
+        try:
+            tokens, actions = next(data_iter)
+        except StopIteration:
+            break
+        tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
+        ar_len = curriculum.ar_len
+        T = SEQ_LEN + ar_len
+        tokens, actions = tokens[:, :T + 1], actions[:, :T]
+        timed = step % LOG_STEPS == 0
+        if timed:
+            sync()
+        t1 = time.time()
+        for grp in optimizer.param_groups:
+            grp['lr'] = lr_at(step, LR, WARMUP_STEPS, MAX_STEPS, MIN_LR) * grp['lr_mult']
+        knobs = dict(corrupt=CORRUPT_MAX * ramp(step, CORRUPT_RAMP_STEPS), feedback=AR_FEEDBACK,
+                     topk=AR_FEEDBACK_TOPK, label_smoothing=LABEL_SMOOTHING, ar_weight=AR_LOSS_WEIGHT,
+                     semantic_weight=SEMANTIC_WEIGHT, lpips_weight=LPIPS_WEIGHT, lpips_frames=LPIPS_FRAMES,
+                     move_boost=1 + (LPIPS_MOVE_BOOST - 1) * ramp(step, LPIPS_BOOST_RAMP_STEPS),
+                     idm_weight=IDM_WEIGHT, idm_span=IDM_MAX_SPAN,
+                     entropy_weight=ENTROPY_WEIGHT * max(0.0, 1 - step / max(1, ENTROPY_STEPS)),
+                     tau=GUMBEL_TAU_START + (GUMBEL_TAU_END - GUMBEL_TAU_START) * ramp(step, GUMBEL_TAU_STEPS))
+        with amp:
+            loss, out, logits = run_model(tokens, actions, ar_len, knobs)
+        if timed:
+            sync()
+        t2 = time.time()
+        finite = torch.isfinite(loss.detach())
+        if ddp:
+            finite = finite.float()
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not bool(finite):
+            bad += 1
+            log(f"step {step}: non-finite loss ({loss.item()}), update skipped ({bad}/{MAX_BAD_STEPS})")
+            write_metrics(metrics_path, run, step, {'train/nonfinite_loss': 1.0}) if master else None
+            optimizer.zero_grad(set_to_none=True)
+            if bad >= MAX_BAD_STEPS:
+                log(f"{MAX_BAD_STEPS} non-finite losses in a row: stopping; last good checkpoint: {last_ckpt}")
+                break
+            step += 1
+            continue
+        bad = 0
+        (scaler.scale(loss) if scaler else loss).backward()
+        if timed:
+            sync()
+        t3 = time.time()
+        if scaler:
+            scaler.unscale_(optimizer)
+        film_norm = grad_norm([p for n, p in model.named_parameters() if n.startswith('film')]) if timed else None
+        dyn_norm = grad_norm([p for n, p in model.named_parameters() if n.startswith('cells')]) if timed else None
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if timed:
+            sync()
+        t4 = time.time()
+        step += 1
+
+        # accumulate metrics on the device; read them back only every LOG_STEPS
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0) + v.detach().float()
+        sums['grad_norm'] = sums.get('grad_norm', 0) + gnorm.detach().float()
+        n_sum += 1
+        if timed:
+            for k, v in zip(timing, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                timing[k] = v * 1000
+        if step % LOG_STEPS == 0 or step == MAX_STEPS:
+            means = all_mean({k: (v / n_sum).item() for k, v in sums.items()})
+            curriculum.update(step, means.get('lpips_tf'), means.get('lpips_ar') if ar_len else None,
+                              means.get('unique_pred'), means.get('unique_gt'))
+            dt = time.time() - t_last
+            sps = n_sum / dt
+            m = {f'train/{k}': v for k, v in means.items()}
+            m.update({'train/ar_len': ar_len, 'curriculum/next_ar_len': curriculum.ar_len,
+                      'curriculum/lpips_ratio_ema': curriculum.ratio or 0.0,
+                      'lr': optimizer.param_groups[0]['lr'], 'steps_per_sec': sps,
+                      'samples_per_sec': sps * BATCH_SIZE * world,
+                      'knobs/tau': knobs['tau'], 'knobs/corrupt': knobs['corrupt'],
+                      'knobs/lpips_move_boost': knobs['move_boost'], 'knobs/entropy_weight': knobs['entropy_weight']})
+            m.update({f'timing/{k}_ms': v for k, v in timing.items()})
+            if film_norm is not None:
+                m['grad/film_norm'], m['grad/dynamics_norm'] = film_norm, dyn_norm
+            # forward + backward ~ 3x forward FLOPs, over every step of the window
+            achieved = 3 * flops_fwd * (SEQ_LEN + ar_len) * sps * world
+            m['tflops'] = achieved / 1e12
+            if peak:
+                m['mfu'] = achieved / (peak * world)
+            if master:
+                write_metrics(metrics_path, run, step, m)
+                log(f"step {step} | loss {means['loss']:.4f} ce_tf {means['ce_tf']:.3f} ce_ar {means.get('ce_ar', 0):.3f} "
+                    f"lpips {means.get('lpips', 0):.3f} ar_len {ar_len} | {sps:.2f} steps/s")
+            sums, n_sum, t_last = {}, 0, time.time()
+        if master and IMAGE_LOG_STEPS and step % IMAGE_LOG_STEPS == 0:
+            log_images(model, vq, tokens, logits, edges, img_dir, step, run)
+        if master and EVAL_STEPS and step % EVAL_STEPS == 0:
+            write_metrics(metrics_path, run, step, validate(model, vq, cache, edges, device, EVAL_WINDOWS, SEQ_LEN, amp))
+        leaving = (STOP_AFTER and step - started_at >= STOP_AFTER) or \
+                  (TIME_LIMIT_MIN and time.time() - t_start > TIME_LIMIT_MIN * 60)
+        flag = torch.tensor(float(stop['signal'] is not None or bool(leaving)), device=device)
+        if ddp:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if master and (step % CKPT_STEPS == 0 or step == MAX_STEPS or flag.item()):
+            last_ckpt = save_checkpoint(OUT_DIR, model, optimizer, scaler, step, curriculum, cfg,
+                                        dict(wandb_id=wandb_id, edges=edges))
+            log(f"saved {last_ckpt}")
+        if flag.item():
+            log(f"leaving at step {step}" + (f" on signal {stop['signal']}" if stop['signal'] else ''))
+            break
+    if ddp:  # are the ranks still in sync? (they must be: DDP averages every gradient)
+        fp = fingerprint(model)
+        hi, lo = fp.clone(), fp.clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if master:
+            write_metrics(metrics_path, run, step, {'ddp/param_max_abs_diff': (hi - lo).abs().max().item(),
+                                                    'ddp/param_change': (fp - fp_start).abs().sum().item(),
+                                                    'ddp/world_size': world})
+    if master and run is not None:
+        run.finish()
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    return step
+
+
+def fingerprint(model):
+    """Per-parameter sums in float64: equal across ranks iff (almost surely) the parameters are."""
+    return torch.stack([p.detach().double().sum() for p in model.parameters()])
+
+
+def grad_norm(params):
+    gs = [p.grad.detach().float().norm() for p in params if p.grad is not None]
+    return torch.stack(gs).norm().item() if gs else 0.0
+
+
+def open_wandb(cfg, mcfg, run_id):
+    """wandb online when logged in, offline otherwise; WANDB_MODE=disabled turns it off."""
+    try:
+        import wandb
+    except ImportError:
+        return None
+    mode = os.environ.get('WANDB_MODE')
+    if mode is None:
+        mode = 'online' if (os.environ.get('WANDB_API_KEY') or _wandb_logged_in()) else 'offline'
+    return wandb.init(project=WANDB_PROJECT, name=WANDB_RUN_NAME or os.path.basename(OUT_DIR.rstrip('/')),
+                      dir=OUT_DIR, mode=mode, id=run_id, resume='allow',
+                      config=dict(train=cfg, model=mcfg.to_dict()))
+
+
+def _wandb_logged_in():
+    return os.path.isfile(os.path.expanduser('~/.netrc')) and 'api.wandb.ai' in open(os.path.expanduser('~/.netrc')).read()
+
+
+def write_metrics(path, run, step, m):
+    with open(path, 'a') as f:
+        f.write(json.dumps({'step': step, 'time': time.time(), **m}) + '\n')
+    if run is not None:
+        run.log(m, step=step)
+
+
+def log_images(model, vq, tokens, logits, edges, img_dir, step, run):
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        T = logits.shape[1]
+        idx = torch.linspace(0, T - 1, min(8, T)).long()
+        gt = decode_tokens(vq, tokens[0, 1:][idx])
+        pred = decode_tokens(vq, logits[0].argmax(1)[idx])
+        p1 = save_png(os.path.join(img_dir, f'gt_vs_pred_{step:07d}.png'), [gt, pred])
+        rows, names = action_rollout_sheet(model, vq, tokens, edges)
+        p2 = save_png(os.path.join(img_dir, f'action_rollouts_{step:07d}.png'), rows)
+    model.train(was)
+    if run is not None:
+        import wandb
+        run.log({'visuals/gt_vs_pred': wandb.Image(p1),
+                 'visuals/action_rollout_30step': wandb.Image(p2, caption=' / '.join(names))}, step=step)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
