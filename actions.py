@@ -118,3 +118,175 @@ class HeldKeys:
 
     def clear(self):
         self.held.clear()
+
+
+# ---- data-driven bin edges and action statistics (used by preprocess.py) ----
+# Edges are chosen in DEGREES PER FRAME (at the dataset's target fps) from |change| of the frames
+# where the camera really moves, pooled over both directions, so they are symmetric by construction.
+ENCODINGS = {'v5': V5_NAMES, 'v4': V4_NAMES}
+CAMERA_NOISE_FLOOR_DEG = 0.1  # |change| at or below this is no camera move (sub-pixel: 1 px ~ 0.8 deg at 128 wide)
+NONE_EDGE_QUANTILE = 0.02     # the none/slow (and level) edge sits at NONE_EDGE_FRACTION x this quantile
+NONE_EDGE_FRACTION = 0.5      # of the real moves (never below the noise floor): "none" holds only non-moves
+FAST_QUANTILE_RANGE = (0.35, 0.65)  # slow/fast yaw edge: in the widest gap of |yaw| that leaves this share
+                                    # of the moving frames below it: slow and fast each get 35-65% of the
+                                    # turns and a cluster of equal speeds is not cut in two
+MIN_MOVING_FRAMES = 20        # fewer real moves than this (e.g. GF data_269, keyboard only): keep the defaults
+EDGE_DECIMALS = 3             # edges are rounded so they can be passed back as flags exactly
+COOCCURRENCE_NAMES = ('camera+movement', 'movement only', 'camera only', 'nothing')
+
+
+def _none_edge(mag, noise_floor):
+    moving = np.sort(mag[mag > noise_floor])
+    if len(moving) < MIN_MOVING_FRAMES:
+        return None, moving
+    edge = max(noise_floor, NONE_EDGE_FRACTION * float(np.quantile(moving, NONE_EDGE_QUANTILE)))
+    return round(edge, EDGE_DECIMALS), moving
+
+
+def _fast_edge(moving, none_edge):
+    """Slow/fast edge: a cut between two distinct |yaw| values of the moving frames. Among the cuts that
+    leave 35-65% of the moves below, the widest gap relative to its position (log scale, so speed clusters
+    are kept whole); if no cut lies in that range, the cut whose share is closest to one half."""
+    vals = np.unique(np.round(moving, 4))
+    vals = vals[vals > none_edge]
+    if len(vals) < 2:
+        return round(2 * none_edge, EDGE_DECIMALS)
+    mids = 0.5 * (vals[:-1] + vals[1:])
+    share = np.searchsorted(moving, mids) / len(moving)
+    lo, hi = FAST_QUANTILE_RANGE
+    inside = (share >= lo) & (share <= hi)
+    if inside.any():
+        rel = np.log(vals[1:] / vals[:-1])
+        k = int(np.argmax(np.where(inside, rel, -np.inf)))
+    else:
+        k = int(np.argmin(np.abs(share - 0.5)))
+    edge = round(float(mids[k]), EDGE_DECIMALS)
+    return edge if edge > none_edge else round(2 * none_edge, EDGE_DECIMALS)
+
+
+def choose_bin_edges(yaw_deg, pitch_deg, noise_floor=CAMERA_NOISE_FLOOR_DEG, info=None):
+    """Symmetric bin edges from the data: ((yaw none/slow edge, yaw slow/fast edge), pitch level edge).
+
+    yaw_deg, pitch_deg: camera change per transition in degrees per frame (any length, NaN-free).
+    - none/slow (and pitch level) edge: half the 2% quantile of |change| over the moving frames
+      (|change| > noise_floor), never below noise_floor: every real move lands in a non-zero bin.
+    - slow/fast edge: the middle of the widest (log-scale) gap between distinct |yaw| values of the
+      moving frames among the cuts leaving 35-65% of them below (so both speeds get a useful share and a
+      cluster of equal speeds is not cut in two); failing that, the cut closest to the median.
+    With fewer than MIN_MOVING_FRAMES moves along an axis its defaults are kept.
+    `info`, if a dict, receives the counts and which axes fell back to the defaults.
+    """
+    yaw = np.abs(np.asarray(yaw_deg, np.float64).ravel())
+    pitch = np.abs(np.asarray(pitch_deg, np.float64).ravel())
+    y0, ymov = _none_edge(yaw, noise_floor)
+    yaw_edges = tuple(DEFAULT_YAW_EDGES) if y0 is None else (y0, _fast_edge(ymov, y0))
+    p0, pmov = _none_edge(pitch, noise_floor)
+    pitch_edge = DEFAULT_PITCH_EDGE if p0 is None else p0
+    if info is not None:
+        info.update(transitions=int(len(yaw)), yaw_moving=int(len(ymov)), pitch_moving=int(len(pmov)),
+                    yaw_default=y0 is None, pitch_default=p0 is None, noise_floor=noise_floor)
+    return yaw_edges, float(pitch_edge)
+
+
+def encode(data, encoding='v5', yaw_edges=DEFAULT_YAW_EDGES, pitch_edge=DEFAULT_PITCH_EDGE):
+    """Encode transitions as float32 [N, A].
+
+    `data` is either a sequence of GF records (dicts with yaw_delta / pitch_delta in units of 15
+    degrees and ws / ad / scs; missing keys count as 0) or a dict of arrays yaw_deg, pitch_deg
+    (degrees per frame), ws, ad, scs. Note a GF record i is the transition frame i-1 -> i.
+    """
+    if isinstance(data, dict):
+        yaw, pitch, ws, ad, scs = (np.asarray(data[k]) for k in ('yaw_deg', 'pitch_deg', 'ws', 'ad', 'scs'))
+    else:
+        recs = list(data)
+        yaw = np.array([float(r.get('yaw_delta', 0) or 0) * DEG_PER_UNIT for r in recs])
+        pitch = np.array([float(r.get('pitch_delta', 0) or 0) * DEG_PER_UNIT for r in recs])
+        ws, ad, scs = (np.array([int(r.get(k, 0) or 0) for r in recs], np.int64) for k in ('ws', 'ad', 'scs'))
+    if encoding == 'v5':
+        return encode_v5(yaw, pitch, ws, ad, scs, yaw_edges, pitch_edge)
+    if encoding == 'v4':
+        return encode_v4(yaw, pitch, ws, ad, scs)
+    raise ValueError(f"unknown action encoding {encoding!r}; expected one of {sorted(ENCODINGS)}")
+
+
+def action_stats(actions_v5):
+    """Per-bin frequencies and the camera/movement co-occurrence of v5-encoded transitions.
+
+    actions_v5: float [N, 15] (or a list of such arrays). Camera = yaw not 'none' or pitch not
+    'level'; movement = any of W/A/S/D. Returns {'transitions', 'frequencies' {name: share},
+    'counts' {name: n}, 'cooccurrence' {camera+movement, movement only, camera only, nothing: share}}.
+    """
+    if isinstance(actions_v5, (list, tuple)):
+        actions_v5 = np.concatenate([np.asarray(a).reshape(-1, 15) for a in actions_v5]) if actions_v5 \
+            else np.zeros((0, 15), np.float32)
+    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
+    n = len(a)
+    counts = a.sum(0)
+    camera = ~a[:, 2] | ~a[:, 6]
+    move = a[:, 8:12].any(1)
+    co = (camera & move, move & ~camera, camera & ~move, ~camera & ~move)
+    share = (lambda c: float(c) / n if n else 0.0)
+    return dict(transitions=int(n),
+                frequencies={name: share(c) for name, c in zip(V5_NAMES, counts)},
+                counts={name: int(c) for name, c in zip(V5_NAMES, counts)},
+                cooccurrence={name: share(m.sum()) for name, m in zip(COOCCURRENCE_NAMES, co)})
+
+
+def format_action_stats(stats):
+    """A printable table of action_stats()."""
+    f = stats['frequencies']
+    groups = (('yaw', V5_NAMES[0:5]), ('pitch', V5_NAMES[5:8]), ('keys', V5_NAMES[8:15]))
+    lines = [f"action statistics over {stats['transitions']} transitions (share of transitions per bin):"]
+    for label, names in groups:
+        lines.append(f"  {label:<6}" + '  '.join(f"{n} {100 * f[n]:5.1f}%" for n in names))
+    lines.append('  camera/movement: ' + '  '.join(f"{k} {100 * v:5.1f}%" for k, v in stats['cooccurrence'].items()))
+    return '\n'.join(lines)
+
+
+# ---- named action scripts: inference presets, training's action rollouts, evaluation ----
+# Each preset is one transition held for every step, in GF terms with the camera in degrees per frame.
+PRESET_TURN_DEG = 6.0    # a brisk turn: 90 degrees in 15 frames
+PRESET_PITCH_DEG = 3.0
+PRESETS = {
+    'idle': {},
+    'turn_left': dict(yaw_deg=-PRESET_TURN_DEG), 'turn_right': dict(yaw_deg=PRESET_TURN_DEG),
+    'look_up': dict(pitch_deg=-PRESET_PITCH_DEG), 'look_down': dict(pitch_deg=PRESET_PITCH_DEG),
+    'forward': dict(ws=1), 'back': dict(ws=2), 'strafe_left': dict(ad=1), 'strafe_right': dict(ad=2),
+    'jump': dict(scs=1),
+}
+
+
+def preset_records(spec, steps=None):
+    """'turn_left' or a sequence 'forward:16,turn_left:8' -> list of transition dicts
+    (ws, ad, scs, yaw_deg, pitch_deg). A name without a count lasts `steps`; with `steps` the
+    sequence is cut or repeated to exactly that length."""
+    out = []
+    for part in spec.split(','):
+        name, _, count = part.strip().partition(':')
+        if name not in PRESETS:
+            raise ValueError(f"unknown action preset {name!r}; expected one of {', '.join(PRESETS)}")
+        n = int(count) if count else (steps or 1)
+        rec = {**dict(ws=0, ad=0, scs=0, yaw_deg=0.0, pitch_deg=0.0), **PRESETS[name]}
+        out += [dict(rec) for _ in range(n)]
+    if steps:
+        out = [out[i % len(out)] for i in range(steps)]
+    return out
+
+
+def edges_from_manifest(manifest):
+    """The encoding and bin edges a preprocessed dataset was made with (preprocess's manifest.json)."""
+    e = manifest.get('bin_edges') or {}
+    return dict(encoding=manifest.get('action_encoding', 'v5'),
+                yaw=tuple(e.get('yaw', DEFAULT_YAW_EDGES)), pitch=float(e.get('pitch', DEFAULT_PITCH_EDGE)))
+
+
+def encode_records(records, edges=None):
+    """Transition dicts (ws, ad, scs, yaw_deg, pitch_deg) -> float32 [N, A] in the dataset's encoding."""
+    edges = edges or dict(encoding='v5', yaw=DEFAULT_YAW_EDGES, pitch=DEFAULT_PITCH_EDGE)
+    arrays = {k: np.array([r[k] for r in records]) for k in ('ws', 'ad', 'scs', 'yaw_deg', 'pitch_deg')}
+    return encode(arrays, edges['encoding'], tuple(edges['yaw']), edges['pitch'])
+
+
+def preset_actions(spec, steps=None, edges=None):
+    """A named preset (or sequence) encoded like the training data: float32 [steps, A]."""
+    return encode_records(preset_records(spec, steps), edges)
