@@ -92,3 +92,27 @@ def apply_config(g, argv):
 def format_config(cfg):
     width = max((len(k) for k in cfg), default=0)
     return '\n'.join(f"{k:<{width}} = {v!r}" for k, v in cfg.items())
+
+
+def script_defaults(path):
+    """The UPPER_CASE literal constants a script assigns at top level, read without running it.
+
+    Lets tools (bench.py, tests) resolve a script's config with a preset exactly as the script
+    would, without the script's side effects: apply_config(script_defaults('train.py'), [preset]).
+    """
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    out = {}
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        for target in node.targets:
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            if isinstance(target, ast.Name) and target.id.isupper():
+                out[target.id] = value
+            elif isinstance(target, ast.Tuple) and isinstance(value, tuple) and len(value) == len(target.elts):
+                out.update({t.id: v for t, v in zip(target.elts, value) if isinstance(t, ast.Name) and t.id.isupper()})
+    return out

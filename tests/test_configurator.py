@@ -49,3 +49,26 @@ def test_unknown_key_in_preset_names_the_file(tmp_path):
     preset.write_text("BATCH_SIZE = 4\nBACH_SIZE = 5\n")
     with pytest.raises(ConfigError, match=r'bad\.py: unknown config key BACH_SIZE'):
         apply_config(defaults(), [str(preset)])
+
+
+def test_script_defaults_reads_constants_without_running(tmp_path):
+    from configurator import script_defaults
+    script = tmp_path / 's.py'
+    script.write_text("import sys\nA = 3  # why\nB, C = 0.9, 'x'\nD = {'k': (1, 2)}\nE = len(sys.argv)\n"
+                      "lower = 5\nraise SystemExit('never run')\n")
+    assert script_defaults(str(script)) == {'A': 3, 'B': 0.9, 'C': 'x', 'D': {'k': (1, 2)}}
+
+
+def test_every_preset_matches_its_script():
+    """A preset with a misspelt or mistyped key fails here, not hours into a GPU job."""
+    import glob
+    import os
+    from configurator import script_defaults
+    from tests.conftest import ROOT
+    presets = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
+    assert presets
+    for preset in presets:
+        name = os.path.basename(preset)
+        script = 'train_vqvae.py' if name.startswith('vqvae') else 'idm.py' if name.startswith('idm') else 'train.py'
+        cfg = apply_config(script_defaults(os.path.join(ROOT, script)), [preset])
+        assert cfg, preset

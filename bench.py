@@ -1,0 +1,266 @@
+"""bench.py: the figures users compare, measured on this machine and appended to bench/RESULTS.md.
+
+    python bench.py                 # everything
+    python bench.py --only train,live --quick
+
+Every figure is the median of several timed runs after warm-up, with CUDA synchronised.
+Models are randomly initialised at the sizes of the presets: speed does not depend on weights.
+"""
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+# ---- defaults ----
+RESULTS = 'bench/RESULTS.md'
+REPEATS = 5                  # timed runs per figure (the median is reported)
+WARMUP = 2                   # untimed runs first
+TRAIN_PRESETS = ('config/demo_cpu.py', 'config/gf_v62.py')
+CPU_V62_BATCH = 2            # the v6.2 batch (20) takes minutes per step on a CPU
+LIVE_STEPS = 40              # steps per timed live run
+ROLLOUT_BATCH_GPU, ROLLOUT_BATCH_CPU = 32, 8
+
+
+def machine():
+    cpu = platform.processor() or ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'
+    return dict(cpu=f"{cpu} ({os.cpu_count()} logical cores)", gpu=gpu, torch=torch.__version__,
+                threads=torch.get_num_threads(), python=platform.python_version())
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeats=REPEATS, warmup=WARMUP):
+    """Median and all wall times (s) of fn() over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
+
+
+def script_config(script, preset):
+    """A script's constants with a preset applied, as the script would resolve them."""
+    from configurator import apply_config, script_defaults
+    g = script_defaults(script)
+    apply_config(g, [preset])
+    return g
+
+
+def vq_for(cfg_name):
+    """A VQ-VAE at the demo (config/vqvae_demo.py) or the v2.1.6 size, randomly initialised."""
+    from vqvae import VQConfig, VQVAE
+    if cfg_name != 'demo':
+        return VQVAE(VQConfig())
+    g = script_config('train_vqvae.py', 'config/vqvae_demo.py')
+    return VQVAE(VQConfig(hidden1=g['HIDDEN1'], hidden2=g['HIDDEN2'], res_hidden1=g['RES_HIDDEN1'],
+                          res_hidden2=g['RES_HIDDEN2'], embedding_dim=g['EMBEDDING_DIM'],
+                          codebook_size=g['CODEBOOK_SIZE']))
+
+
+def build(preset, device):
+    """(train config, world model, VQ-VAE) for a train preset."""
+    from model_convGru import PRESETS, WorldModelConvFiLM
+    cfg = script_config('train.py', preset)
+    vq = vq_for('demo' if cfg['MODEL_PRESET'] == 'demo' else 'v216').to(device).eval()
+    for p in vq.parameters():
+        p.requires_grad_(False)
+    over = dict(cfg['MODEL_OVERRIDES'], codebook_size=vq.codebook_size)
+    model = WorldModelConvFiLM(PRESETS[cfg['MODEL_PRESET']](**over)).to(device)
+    return cfg, model, vq
+
+
+def bench_train(preset, device, quick):
+    import train
+    from perceptual import build_lpips
+    cfg, model, vq = build(preset, device)
+    batch = cfg['BATCH_SIZE'] if device.type == 'cuda' else min(cfg['BATCH_SIZE'], CPU_V62_BATCH
+                                                                 if cfg['MODEL_PRESET'] != 'demo' else cfg['BATCH_SIZE'])
+    ar = cfg['AR_MIN_LEN'] if cfg['AR_CURRICULUM'] else 0
+    T = cfg['SEQ_LEN'] + ar
+    mc = model.config
+    tokens = torch.randint(0, mc.codebook_size, (batch, T + 1, mc.height, mc.width), device=device)
+    acts = torch.zeros(batch, T, mc.action_dim, device=device)
+    acts[:, :, 2] = acts[:, :, 6] = 1
+    acts[:, :, 8] = 1
+    lp = build_lpips(device) if cfg['LPIPS_WEIGHT'] > 0 else None
+    loss_fn = train.WindowLoss(model, vq, lp)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == 'cuda')
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+    knobs = dict(corrupt=cfg['CORRUPT_MAX'], feedback=cfg['AR_FEEDBACK'], topk=cfg['AR_FEEDBACK_TOPK'],
+                 label_smoothing=cfg['LABEL_SMOOTHING'], ar_weight=cfg['AR_LOSS_WEIGHT'],
+                 semantic_weight=cfg['SEMANTIC_WEIGHT'], lpips_weight=cfg['LPIPS_WEIGHT'],
+                 lpips_frames=cfg['LPIPS_FRAMES'], move_boost=cfg['LPIPS_MOVE_BOOST'], idm_weight=cfg['IDM_WEIGHT'],
+                 idm_span=cfg['IDM_MAX_SPAN'], entropy_weight=cfg['ENTROPY_WEIGHT'], tau=cfg['GUMBEL_TAU_END'])
+
+    def step():
+        with amp:
+            loss, _, _ = loss_fn(tokens, acts, ar, knobs)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    med, times = timed(step, device, repeats=2 if quick else 3 if device.type == 'cpu' else REPEATS,
+                       warmup=1 if device.type == 'cpu' else WARMUP)
+    flops = 3 * model.flops_per_step(batch) * T
+    peak = next((v for k, v in train.PEAKS.items() if k in torch.cuda.get_device_name(device)), 0) \
+        if device.type == 'cuda' else 0
+    out = {'steps/s': 1 / med, 'samples/s': batch / med, 'TFLOP/s': flops / med / 1e12,
+           'batch': batch, 'window (TF+AR)': f"{cfg['SEQ_LEN']}+{ar}", 'params (M)': sum(p.numel() for p in model.parameters()) / 1e6}
+    if peak:
+        out['MFU'] = flops / med / peak
+    return out
+
+
+def bench_live(preset, device, quick):
+    """Batch-1 live loop: one model step + one VQ decode per frame; and batched rollouts."""
+    from rollout import sample_tokens
+    _, model, vq = build(preset, device)
+    model.eval()
+    mc = model.config
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+    out = {}
+    for b, label in ((1, 'live'), (ROLLOUT_BATCH_GPU if device.type == 'cuda' else ROLLOUT_BATCH_CPU, 'rollout')):
+        tok = torch.randint(0, mc.codebook_size, (b, mc.height, mc.width), device=device)
+        act = torch.zeros(b, mc.action_dim, device=device)
+        act[:, 2] = act[:, 6] = 1
+        state = [model.init_state(b, device)]
+        lat = []
+
+        @torch.inference_mode()
+        def frame():
+            t = time.perf_counter()
+            with amp:
+                logits, state[0] = model.step(tok, act, state[0])
+                img = vq.decode_code(sample_tokens(logits))
+            img.float().mean().item()  # the frame must reach the host, as for display
+            lat.append(time.perf_counter() - t)
+
+        n = LIVE_STEPS // 4 if quick else LIVE_STEPS
+        med, _ = timed(lambda: [frame() for _ in range(n)], device, repeats=3, warmup=1)
+        if label == 'live':
+            lat = np.array(lat[n:]) * 1000  # without the warm-up run
+            out.update({'live frames/s': n / med, 'step p50 (ms)': float(np.percentile(lat, 50)),
+                        'step p99 (ms)': float(np.percentile(lat, 99))})
+        else:
+            out[f'rollout frames/s (batch {b})'] = n * b / med
+    return out
+
+
+def bench_vq(name, device, quick):
+    vq = vq_for(name).to(device).eval()
+    b = 64
+    imgs = torch.rand(b, 3, 72, 128, device=device)
+    tokens = torch.randint(0, vq.codebook_size, (b, 18, 32), device=device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+    with torch.inference_mode(), amp:
+        enc, _ = timed(lambda: vq.encode(imgs), device, repeats=3 if quick else REPEATS)
+        dec, _ = timed(lambda: vq.decode_code(tokens), device, repeats=3 if quick else REPEATS)
+    return {'encode frames/s': b / enc, 'decode frames/s': b / dec}
+
+
+def bench_preprocess_and_loader(device, quick):
+    """End-to-end preprocess of a small blockworld set (demo VQ-VAE), then DataLoader samples/s."""
+    import blockworld
+    from vqvae import save_vqvae
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        clips, frames = (4, 64) if quick else (8, 160)
+        blockworld.main(['--out', f'{d}/raw', '--clips', str(clips), '--frames', str(frames), '--seed', '900',
+                         '--workers', '2'])
+        save_vqvae(f'{d}/vq.pt', vq_for('demo').eval())
+        cmd = [sys.executable, 'preprocess.py', '--input', f'{d}/raw', '--output', f'{d}/tok', '--vqvae', f'{d}/vq.pt',
+               '--workers', '2', '--device', device.type]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        out['preprocess frames/s (demo VQ, end to end)'] = clips * frames / (time.perf_counter() - t)
+        from tokendata import TokenCache, WindowDataset
+        import train
+        ds = WindowDataset(TokenCache(f'{d}/tok'), 'train', 17)
+        loader = torch.utils.data.DataLoader(ds, batch_sampler=train.StepBatchSampler(len(ds), 20, 0, 0, 0, 10 ** 9),
+                                             num_workers=2, persistent_workers=True)
+        it = iter(loader)
+        n = 20 if quick else 100
+        med, _ = timed(lambda: [next(it) for _ in range(n)], torch.device('cpu'), repeats=3, warmup=1)
+        out['data-loader samples/s (17-frame windows, 2 workers)'] = n * 20 / med
+    return out
+
+
+def fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--only', default='train,live,vq,data', help='comma list of: train, live, vq, data')
+    p.add_argument('--quick', action='store_true', help='fewer repeats (a smoke test, not for RESULTS.md)')
+    p.add_argument('--device', default='auto')
+    p.add_argument('--out', default=RESULTS)
+    p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    only = set(args.only.split(','))
+    m = machine()
+    rows = []
+    if 'train' in only:
+        for preset in TRAIN_PRESETS:
+            print(f"train {preset} ...", flush=True)
+            rows.append((f"train step, {preset}", bench_train(preset, device, args.quick)))
+    if 'live' in only:
+        for preset in TRAIN_PRESETS:
+            print(f"live {preset} ...", flush=True)
+            rows.append((f"live inference, {preset} model + VQ decode", bench_live(preset, device, args.quick)))
+    if 'vq' in only:
+        for name in ('demo', 'v216'):
+            print(f"vq {name} ...", flush=True)
+            rows.append((f"VQ-VAE {name}, batch 64", bench_vq(name, device, args.quick)))
+    if 'data' in only:
+        print("preprocess + data loader ...", flush=True)
+        rows.append(("data", bench_preprocess_and_loader(device, args.quick)))
+    stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
+    lines = [f"\n## {stamp} — {m['gpu'] if device.type == 'cuda' else m['cpu']}{' (quick)' if args.quick else ''}\n",
+             f"CPU {m['cpu']}; GPU {m['gpu']}; torch {m['torch']}; {m['threads']} CPU threads; device {device}\n",
+             "| what | figure | value |", "|---|---|---|"]
+    for what, figs in rows:
+        for k, v in figs.items():
+            lines.append(f"| {what} | {k} | {fmt(v)} |")
+    text = '\n'.join(lines) + '\n'
+    print(text)
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    if not os.path.exists(args.out):
+        with open(args.out, 'w') as f:
+            f.write("# Benchmark results\n\nAppended by `python bench.py`; each figure is the median of several "
+                    "timed runs after warm-up (CUDA synchronised). Randomly initialised models at the preset sizes.\n")
+    with open(args.out, 'a') as f:
+        f.write(text)
+    print(f"appended to {args.out}")
+
+
+if __name__ == '__main__':
+    main()
