@@ -108,11 +108,7 @@ def bench_train(preset, device, quick):
     loss_fn = train.WindowLoss(model, vq, lp)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == 'cuda')
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
-    knobs = dict(corrupt=cfg['CORRUPT_MAX'], feedback=cfg['AR_FEEDBACK'], topk=cfg['AR_FEEDBACK_TOPK'],
-                 label_smoothing=cfg['LABEL_SMOOTHING'], ar_weight=cfg['AR_LOSS_WEIGHT'],
-                 semantic_weight=cfg['SEMANTIC_WEIGHT'], lpips_weight=cfg['LPIPS_WEIGHT'],
-                 lpips_frames=cfg['LPIPS_FRAMES'], move_boost=cfg['LPIPS_MOVE_BOOST'], idm_weight=cfg['IDM_WEIGHT'],
-                 idm_span=cfg['IDM_MAX_SPAN'], entropy_weight=cfg['ENTROPY_WEIGHT'], tau=cfg['GUMBEL_TAU_END'])
+    knobs = train.make_knobs(cfg, step=10 ** 9)  # schedules at their end values
 
     def step():
         with amp:

@@ -57,6 +57,7 @@ AR_LOSS_WEIGHT = 2.5
 # ---- losses ----
 LABEL_SMOOTHING = 0.0
 SEMANTIC_WEIGHT = 1.0        # Gumbel-softmax (hard) codebook-embedding MSE
+SEMANTIC_FRAMES = 4          # frames per window given the semantic loss, drawn at random each step
 GUMBEL_TAU_START = 1.0
 GUMBEL_TAU_END = 0.3         # v6.2: a higher floor, slower hardening
 GUMBEL_TAU_STEPS = 30_000
@@ -150,12 +151,32 @@ class ARCurriculum:
 
 
 # ------------------------------------------------------------------ the loss of one window
+def make_knobs(c, step, diagnostics=True):
+    """What WindowLoss needs at `step`, from a resolved config dict `c` (schedules applied)."""
+    return dict(corrupt=c['CORRUPT_MAX'] * ramp(step, c['CORRUPT_RAMP_STEPS']), feedback=c['AR_FEEDBACK'],
+                topk=c['AR_FEEDBACK_TOPK'], label_smoothing=c['LABEL_SMOOTHING'], ar_weight=c['AR_LOSS_WEIGHT'],
+                semantic_weight=c['SEMANTIC_WEIGHT'], semantic_frames=c['SEMANTIC_FRAMES'],
+                lpips_weight=c['LPIPS_WEIGHT'], lpips_frames=c['LPIPS_FRAMES'],
+                move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
+                idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'],
+                entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
+                tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
+                diagnostics=diagnostics)
+
+
 def corrupt_tokens(tokens, p, codebook_size):
     """Replace a share p of tokens by random codes (weakens the copy-z_t shortcut, v6.2)."""
     if p <= 0:
         return tokens
     mask = torch.rand(tokens.shape, device=tokens.device) < p
     return torch.where(mask, torch.randint_like(tokens, codebook_size), tokens)
+
+
+def gumbel_softmax(logits, tau, dim):
+    """Soft Gumbel-softmax sample. Noise as -log(-log(U)): ~2x faster on a CPU than torch's
+    exponential_-based F.gumbel_softmax, which was the costliest single op of a demo step."""
+    u = torch.rand_like(logits, dtype=torch.float32).clamp_(1e-9, 1 - 1e-9)
+    return ((logits.float() - torch.log(-torch.log(u))) / tau).softmax(dim)
 
 
 def feedback_tokens(logits, mode, topk):
@@ -201,40 +222,47 @@ class WindowLoss(torch.nn.Module):
         top = torch.cat(tops, 1)
         out = {}
 
-        # cross-entropy, TF and AR parts separately
-        ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(0, 1), reduction='none',
-                             label_smoothing=knobs['label_smoothing']).mean((1, 2)).view(B, T)
+        # cross-entropy, TF and AR parts separately; one log-softmax serves CE, entropy and diagnostics
+        logp = logits.log_softmax(2)
+        eps = knobs['label_smoothing']
+        nll = -logp.gather(2, target[:, :, None]).squeeze(2)
+        ce = (nll if not eps else (1 - eps) * nll - eps * logp.mean(2)).mean((2, 3))  # (B, T)
         out['ce_tf'] = ce[:, :tf_len].mean()
         out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
         loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)
 
-        tau = knobs['tau']
-        # semantic loss: a hard Gumbel sample's codebook vector against the target's
-        if knobs['semantic_weight'] > 0:
-            g = F.gumbel_softmax(logits.movedim(2, -1), tau=tau, hard=True, dim=-1)  # (B,T,H,W,K)
-            emb = g @ vq.quantizer.embed.float()                                   # (B,T,H,W,D)
-            tgt = vq.quantizer.embed.float()[target]
-            out['semantic'] = F.mse_loss(emb, tgt)
-            loss = loss + knobs['semantic_weight'] * out['semantic']
-
-        # LPIPS on frames drawn at random this step, half TF half AR when there is an AR tail
-        if knobs['lpips_weight'] > 0:
-            n = min(knobs['lpips_frames'], T)
+        # Gumbel-softmax losses on frames drawn at random EVERY step (v4.6.4's fixed period made the
+        # model sharp on every 5th frame only), half TF half AR when there is an AR tail. One noise
+        # draw serves both: its hard sample for the semantic loss, its soft sample for LPIPS.
+        n_sem = knobs['semantic_frames'] if knobs['semantic_weight'] > 0 else 0
+        n_lp = knobs['lpips_frames'] if knobs['lpips_weight'] > 0 else 0
+        n = min(max(n_sem, n_lp), T)
+        if n:
             if ar_len:
                 n_ar = min(max(1, n // 2), ar_len)
                 pos = torch.cat([torch.randperm(tf_len, device=tokens.device)[:n - n_ar],
                                  tf_len + torch.randperm(ar_len, device=tokens.device)[:n_ar]])
             else:
                 pos = torch.randperm(T, device=tokens.device)[:n]
-            probs = F.gumbel_softmax(logits[:, pos].flatten(0, 1), tau=tau, hard=False, dim=1)
-            pred_rgb = vq.decode_soft(probs)
+            soft = gumbel_softmax(logits[:, pos], knobs['tau'], dim=2)       # (B, n, K, H, W)
+            code_vecs = vq.quantizer.embed.float()                               # (K, D)
+        if n_sem:
+            sel = pos[:n_sem]
+            s_ = soft[:, :n_sem]
+            hard = F.one_hot(s_.argmax(2), s_.shape[2]).movedim(-1, 2).to(s_.dtype) - s_.detach() + s_
+            emb = torch.einsum('bnkhw,kd->bnhwd', hard, code_vecs)
+            out['semantic'] = F.mse_loss(emb, code_vecs[target[:, sel]])
+            loss = loss + knobs['semantic_weight'] * out['semantic']
+        if n_lp:
+            sel = pos[:n_lp]
+            pred_rgb = vq.decode_soft(soft[:, :n_lp].flatten(0, 1))
             with torch.no_grad():  # targets decoded once, without grad
-                tgt_rgb = vq.decode_code(target[:, pos].flatten(0, 1))
-            d = lp(pred_rgb * 2 - 1, tgt_rgb * 2 - 1).view(B, len(pos))
-            moving = (actions[:, pos, A.KEYS_SLICE].abs().sum(-1) > 0).float()
+                tgt_rgb = vq.decode_code(target[:, sel].flatten(0, 1))
+            d = lp(pred_rgb * 2 - 1, tgt_rgb * 2 - 1).view(B, len(sel))
+            moving = (actions[:, sel, A.KEYS_SLICE].abs().sum(-1) > 0).float()
             w = 1 + (knobs['move_boost'] - 1) * moving
             out['lpips'] = (d * w).sum() / w.sum()
-            is_ar = (pos >= tf_len)
+            is_ar = sel >= tf_len
             out['lpips_tf'] = d[:, ~is_ar].mean().detach()
             out['lpips_ar'] = d[:, is_ar].mean().detach() if is_ar.any() else d.new_zeros(())
             out['movement_active'] = moving.mean()
@@ -248,19 +276,22 @@ class WindowLoss(torch.nn.Module):
             out['idm'], parts = idm_loss(logits_idm, actions[:, t - k + 1:t + 1])
             loss = loss + knobs['idm_weight'] * out['idm']
 
-        # entropy bonus and diagnostics
-        logp = logits.log_softmax(2)
-        ent = -(logp.exp() * logp).sum(2).mean()
-        out['entropy'] = ent.detach()
+        # entropy bonus (early training only) and diagnostics (on logging steps only)
         if knobs['entropy_weight'] > 0:
+            ent = -(logp.exp() * logp).sum(2).mean()
             loss = loss - knobs['entropy_weight'] * ent
-        with torch.no_grad():
-            pred = logits.argmax(2)
-            out['confidence'] = logp.max(2).values.exp().mean()
-            out['token_acc_tf'] = (pred[:, :tf_len] == target[:, :tf_len]).float().mean()
-            out['token_acc_ar'] = (pred[:, tf_len:] == target[:, tf_len:]).float().mean() if ar_len else ent.new_zeros(())
-            out['unique_pred'] = unique_codes_per_frame(pred[:, -max(1, ar_len):])
-            out['unique_gt'] = unique_codes_per_frame(target[:, -max(1, ar_len):])
+            out['entropy'] = ent.detach()
+        if knobs['diagnostics']:
+            with torch.no_grad():
+                if 'entropy' not in out:
+                    out['entropy'] = -(logp.exp() * logp).sum(2).mean()
+                pred = logits.argmax(2)
+                out['confidence'] = logp.max(2).values.exp().mean()
+                out['token_acc_tf'] = (pred[:, :tf_len] == target[:, :tf_len]).float().mean()
+                if ar_len:
+                    out['token_acc_ar'] = (pred[:, tf_len:] == target[:, tf_len:]).float().mean()
+                out['unique_pred'] = unique_codes_per_frame(pred[:, -max(1, ar_len):])
+                out['unique_gt'] = unique_codes_per_frame(target[:, -max(1, ar_len):])
         out['loss'] = loss
         return loss, out, logits.detach()
 
@@ -539,13 +570,7 @@ def main(argv):
         t1 = time.time()
         for grp in optimizer.param_groups:
             grp['lr'] = lr_at(step, LR, WARMUP_STEPS, MAX_STEPS, MIN_LR) * grp['lr_mult']
-        knobs = dict(corrupt=CORRUPT_MAX * ramp(step, CORRUPT_RAMP_STEPS), feedback=AR_FEEDBACK,
-                     topk=AR_FEEDBACK_TOPK, label_smoothing=LABEL_SMOOTHING, ar_weight=AR_LOSS_WEIGHT,
-                     semantic_weight=SEMANTIC_WEIGHT, lpips_weight=LPIPS_WEIGHT, lpips_frames=LPIPS_FRAMES,
-                     move_boost=1 + (LPIPS_MOVE_BOOST - 1) * ramp(step, LPIPS_BOOST_RAMP_STEPS),
-                     idm_weight=IDM_WEIGHT, idm_span=IDM_MAX_SPAN,
-                     entropy_weight=ENTROPY_WEIGHT * max(0.0, 1 - step / max(1, ENTROPY_STEPS)),
-                     tau=GUMBEL_TAU_START + (GUMBEL_TAU_END - GUMBEL_TAU_START) * ramp(step, GUMBEL_TAU_STEPS))
+        knobs = make_knobs(cfg, step, diagnostics=(step + 1) % LOG_STEPS == 0 or step + 1 == MAX_STEPS)
         with amp:
             loss, out, logits = run_model(tokens, actions, ar_len, knobs)
         if timed:
@@ -587,15 +612,16 @@ def main(argv):
         step += 1
 
         # accumulate metrics on the device; read them back only every LOG_STEPS
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0) + v.detach().float()
-        sums['grad_norm'] = sums.get('grad_norm', 0) + gnorm.detach().float()
+        out['grad_norm'] = gnorm
+        for k, v in out.items():  # (sum, count): diagnostics exist on logging steps only
+            total, count = sums.get(k, (0, 0))
+            sums[k] = (total + v.detach().float(), count + 1)
         n_sum += 1
         if timed:
             for k, v in zip(timing, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 timing[k] = v * 1000
         if step % LOG_STEPS == 0 or step == MAX_STEPS:
-            means = all_mean({k: (v / n_sum).item() for k, v in sums.items()})
+            means = all_mean({k: (v / n).item() for k, (v, n) in sums.items()})
             curriculum.update(step, means.get('lpips_tf'), means.get('lpips_ar') if ar_len else None,
                               means.get('unique_pred'), means.get('unique_gt'))
             dt = time.time() - t_last
