@@ -204,6 +204,22 @@ def bench_preprocess_and_loader(device, quick):
     return out
 
 
+def bench_render(quick):
+    """blockworld frames/s in one process (ray casting only), at the training size and GF's size."""
+    import blockworld as bw
+    world = bw.World(5, 'forest')
+    state = world.spawn()
+    out = {}
+    for w, h, n in ((128, 72, 20), (640, 360, 3)):
+        states = [state]
+        for _ in range(n - 1):  # a short walk so frames differ
+            states.append(world.step(states[-1], bw.Action(ws=1, yaw_deg=3.0)))
+        med, _ = timed(lambda: [world.render(s, w, h) for s in states], torch.device('cpu'),
+                       repeats=2 if quick else 3, warmup=1)
+        out[f'render {w}x{h} frames/s'] = n / med
+    return out
+
+
 def fmt(v):
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
@@ -212,7 +228,7 @@ def fmt(v):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--only', default='train,live,vq,data', help='comma list of: train, live, vq, data')
+    p.add_argument('--only', default='train,live,vq,data,render', help='comma list of: train, live, vq, data, render')
     p.add_argument('--quick', action='store_true', help='fewer repeats (a smoke test, not for RESULTS.md)')
     p.add_argument('--device', default='auto')
     p.add_argument('--out', default=RESULTS)
@@ -239,6 +255,9 @@ def main(argv=None):
     if 'data' in only:
         print("preprocess + data loader ...", flush=True)
         rows.append(("data", bench_preprocess_and_loader(device, args.quick)))
+    if 'render' in only:
+        print("blockworld render ...", flush=True)
+        rows.append(("blockworld", bench_render(args.quick)))
     stamp = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
     lines = [f"\n## {stamp} — {m['gpu'] if device.type == 'cuda' else m['cpu']}{' (quick)' if args.quick else ''}\n",
              f"CPU {m['cpu']}; GPU {m['gpu']}; torch {m['torch']}; {m['threads']} CPU threads; device {device}\n",
