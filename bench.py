@@ -210,7 +210,7 @@ def bench_render(quick):
     world = bw.World(5, 'forest')
     state = world.spawn()
     out = {}
-    for w, h, n in ((128, 72, 20), (640, 360, 3)):
+    for w, h, n in ((128, 72, 5 if quick else 20), (640, 360, 1 if quick else 3)):
         states = [state]
         for _ in range(n - 1):  # a short walk so frames differ
             states.append(world.step(states[-1], bw.Action(ws=1, yaw_deg=3.0)))
