@@ -9,7 +9,8 @@
     arr = transitions(meta)                       # per transition t -> t+1: yaw_deg, pitch_deg, ws, ad, scs
     frames = read_frames(video_path)              # uint8 [F, 72, 128, 3] RGB, INTER_AREA resize
     n = frame_count(video_path, verify=False)     # CAP_PROP_FRAME_COUNT; verify=True decodes and counts
-    split_of(stem)                                # 'train' | 'val', sha1 of the stem (same as vqvae.split_of)
+    split_of(stem)                                # 'train' | 'val', sha1 of the stem
+    split_stems(stems)                            # (train, val); both non-empty when there are >= 2 clips
 
 Alignment (FACTS §1): record "i" describes frame i-1 -> i; record "0" belongs to no transition, so the
 action driving frame t -> t+1 is record str(t+1). Readers ignore unknown top-level keys (blockworld
@@ -81,6 +82,24 @@ def split_hash(stem):
 def split_of(stem, val_fraction=0.1):
     """'val' or 'train', from the stem's hash only (independent of which other clips exist)."""
     return 'val' if split_hash(stem) < val_fraction else 'train'
+
+
+def split_stems(stems, val_fraction):
+    """(train_stems, val_stems), sorted. Uses split_of; if that leaves one side empty while there are
+    at least two clips and val_fraction > 0, the clip with the smallest hash goes to val (or the
+    largest to train), so small datasets still get both splits, deterministically."""
+    stems = sorted(stems)
+    val = [s for s in stems if split_of(s, val_fraction) == 'val']
+    val_set = set(val)
+    train = [s for s in stems if s not in val_set]
+    if len(stems) >= 2 and val_fraction > 0:
+        if not val:
+            first = min(stems, key=split_hash)
+            val, train = [first], [s for s in stems if s != first]
+        elif not train:
+            last = max(stems, key=split_hash)
+            train, val = [last], [s for s in stems if s != last]
+    return train, val
 
 
 # ----------------------------------------------------------------------------- metadata
