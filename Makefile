@@ -3,6 +3,9 @@ PY      := .venv/bin/python
 DEMO    := runs/demo
 DATA    := data/blockworld
 export WANDB_MODE ?= offline
+# demo training budgets in minutes: the whole demo must fit in 25 minutes on 2 cores
+VQ_MINUTES ?= 7
+WM_MINUTES ?= 7
 
 .PHONY: setup demo test clean-demo
 
@@ -21,13 +24,14 @@ test: setup
 
 # The demo, stage by stage. Each stage is a file target: it runs only when its output is
 # missing or older than what it is made from, so a second `make demo` is quick.
-demo: setup $(DEMO)/wm/.done
+demo: setup $(DEMO)/rollout/rollout.mp4
 	@echo "demo outputs:"
-	@echo "  blockworld clips:        $(DATA)"
+	@echo "  blockworld clips:         $(DATA)"
 	@echo "  blockworld contact sheet: $(DEMO)/blockworld_contact_sheet.png"
-	@echo "  VQ-VAE:                  $(DEMO)/vqvae/vqvae.pt (reconstructions: $(DEMO)/vqvae/*.png)"
-	@echo "  token data:              $(DEMO)/tokens/manifest.json"
-	@echo "  world model:             $(DEMO)/wm (checkpoints, metrics.jsonl, images/)"
+	@echo "  VQ-VAE:                   $(DEMO)/vqvae/vqvae.pt (reconstructions: $(DEMO)/vqvae/recon_final.png)"
+	@echo "  token data:               $(DEMO)/tokens/manifest.json"
+	@echo "  world model:              $(DEMO)/wm (checkpoints, metrics.jsonl, images/)"
+	@echo "  rollout video:            $(DEMO)/rollout/rollout.mp4 (contact sheet: $(DEMO)/rollout/rollout.png)"
 
 $(DATA)/.done: blockworld.py | setup
 	$(PY) blockworld.py --out $(DATA) --clips 40 --frames 160 --size 128x72 --seed 0 --workers 2 \
@@ -35,15 +39,19 @@ $(DATA)/.done: blockworld.py | setup
 	touch $@
 
 $(DEMO)/vqvae/vqvae.pt: $(DATA)/.done config/vqvae_demo.py
-	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(DEMO)/vqvae
+	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(DEMO)/vqvae --TIME_LIMIT_MIN=$(VQ_MINUTES)
 
 $(DEMO)/tokens/manifest.json: $(DEMO)/vqvae/vqvae.pt
 	$(PY) preprocess.py --input $(DATA) --output $(DEMO)/tokens --vqvae $< --workers 2
 
 $(DEMO)/wm/.done: $(DEMO)/tokens/manifest.json config/demo_cpu.py
 	$(PY) train.py config/demo_cpu.py --DATA_DIR=$(DEMO)/tokens --VQVAE_CKPT=$(DEMO)/vqvae/vqvae.pt \
-		--OUT_DIR=$(DEMO)/wm
+		--OUT_DIR=$(DEMO)/wm --TIME_LIMIT_MIN=$(WM_MINUTES)
 	touch $@
+
+$(DEMO)/rollout/rollout.mp4: $(DEMO)/wm/.done
+	$(PY) inference.py --ckpt $(DEMO)/wm --context $(DEMO)/tokens/bw_seed_0.npz --start 40 \
+		--actions forward:16,turn_left:16,look_down:8,turn_right:16,idle:8 --steps 64 --out $(DEMO)/rollout
 
 clean-demo:
 	rm -rf $(DEMO) $(DATA)
