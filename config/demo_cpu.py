@@ -28,3 +28,4 @@ EVAL_STEPS = 250
 EVAL_WINDOWS = 8
 CKPT_STEPS = 250
 TIME_LIMIT_MIN = 6.0
+CPU_THREADS = 1              # one thread per process: 2 threads on 2 busy cores thrash
