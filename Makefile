@@ -20,11 +20,11 @@ WM_MINUTES ?= 7
 setup: .venv/.installed
 
 test: setup
-	WANDB_MODE=disabled SDL_VIDEODRIVER=dummy $(PY) -m pytest tests
+	WANDB_MODE=disabled SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(PY) -m pytest tests
 
 # The demo, stage by stage. Each stage is a file target: it runs only when its output is
 # missing or older than what it is made from, so a second `make demo` is quick.
-demo: setup $(DEMO)/rollout/rollout.mp4
+demo: setup $(DEMO)/rollout/rollout.mp4 $(DEMO)/eval/eval.json
 	@echo "demo outputs:"
 	@echo "  blockworld clips:         $(DATA)"
 	@echo "  blockworld contact sheet: $(DEMO)/blockworld_contact_sheet.png"
@@ -32,6 +32,7 @@ demo: setup $(DEMO)/rollout/rollout.mp4
 	@echo "  token data:               $(DEMO)/tokens/manifest.json"
 	@echo "  world model:              $(DEMO)/wm (checkpoints, metrics.jsonl, images/)"
 	@echo "  rollout video:            $(DEMO)/rollout/rollout.mp4 (contact sheet: $(DEMO)/rollout/rollout.png)"
+	@echo "  evaluation:               $(DEMO)/eval/eval.json (report: $(DEMO)/eval/index.html)"
 
 $(DATA)/.done: blockworld.py | setup
 	$(PY) blockworld.py --out $(DATA) --clips 40 --frames 160 --size 128x72 --seed 0 --workers 2 \
@@ -52,6 +53,13 @@ $(DEMO)/wm/.done: $(DEMO)/tokens/manifest.json config/demo_cpu.py
 $(DEMO)/rollout/rollout.mp4: $(DEMO)/wm/.done
 	$(PY) inference.py --ckpt $(DEMO)/wm --context $(DEMO)/tokens/bw_seed_0.npz --start 40 \
 		--actions forward:16,turn_left:16,look_down:8,turn_right:16,idle:8 --steps 64 --out $(DEMO)/rollout
+
+$(DEMO)/idm.pt: $(DATA)/.done $(DEMO)/vqvae/vqvae.pt
+	$(PY) idm.py --data $(DATA) --vqvae $(DEMO)/vqvae/vqvae.pt --out $@ --threads 1
+
+$(DEMO)/eval/eval.json: $(DEMO)/wm/.done $(DEMO)/idm.pt
+	$(PY) evaluate.py --ckpt $(DEMO)/wm --data $(DEMO)/tokens --idm $(DEMO)/idm.pt --out $(DEMO)/eval \
+		--threads 1 --open-loop-samples 8 --stability-samples 2 --cf-starts 4
 
 clean-demo:
 	rm -rf $(DEMO) $(DATA)

@@ -1,0 +1,1128 @@
+"""evaluate.py: how good is a world model, measured on held-out (val) clips.
+
+    python evaluate.py --ckpt runs/demo/wm --data runs/demo/tokens --idm runs/demo/idm.pt
+    python evaluate.py --ckpt CKPT_OR_RUN_DIR --data DIR [--idm IDM] [--raw DIR] [--vqvae CKPT] [--out DIR] [--quick]
+
+--data is preprocess.py's token folder; --raw the GF-layout source clips (default: the video and
+metadata paths preprocess recorded); the VQ-VAE comes from the checkpoint's train_config (or --vqvae).
+
+What it measures (every figure also for the baselines, through the same code):
+  teacher forcing   next-frame cross-entropy and token accuracy
+  open loop         rollouts from 1 and from N context frames under the recorded actions: PSNR, SSIM,
+                    LPIPS by horizon against the decoded ground truth and against the real frames; the
+                    VQ-VAE reconstruction (real vs decoded GT) is the ceiling; unique codes per frame
+  stability         long rollouts with no input (idle) and random inputs: frame-to-frame change and
+                    unique codes over time, against the ground truth's typical values
+  action following  an IDM (idm.py) reads the generated frame pairs of 8-step scripted actions; per
+                    action and group accuracy / F1 beside two ceilings: the IDM on real held-out frames
+                    and (blockworld) on the TRUE renders of the same commands from the same states
+  counterfactuals   (blockworld clips) the true outcome of scripted sequences rendered by blockworld
+                    from held-out states, against the model's rollout at horizons 1, 4, 8, 16, and the
+                    action sensitivity: how far rollouts under different actions move apart, over how
+                    far the true outcomes do (ignores actions: 0; perfect: 1)
+Baselines: copy-last-frame (repeats the context frame) and the model driven by SHUFFLED actions
+(permuted across samples and time). Output: <out>/eval.json (every figure and the settings),
+<out>/index.html linking the PNG pages, and a summary table on stdout.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+# ---- what to measure (flags override; --quick swaps in QUICK) ----
+CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
+HORIZONS = (16, 64)          # open-loop rollout lengths
+PERCEPTUAL_STEPS = (1, 2, 4, 8, 16, 32, 64)  # open-loop steps given SSIM and LPIPS (costly on a CPU); PSNR: every step
+OPEN_LOOP_SAMPLES = 32       # val windows per open-loop setting
+TF_WINDOWS = 32              # teacher-forced windows...
+TF_LEN = 16                  # ...of this many transitions
+STABILITY_STEPS = 512        # long rollouts: drift to a still texture or to noise shows by here
+STABILITY_SAMPLES = 4
+STABILITY_BUCKETS = 16       # curves are stored as means over this many equal time buckets
+FOLLOW_STEPS = 8             # action following: generated pairs per scripted action
+CF_STEPS = 16                # counterfactual rollout length
+CF_HORIZONS = (1, 4, 8, 16)
+CF_STARTS = 8                # held-out start states (each gets every scripted action)
+REAL_CEILING_PAIRS = 2048    # real held-out pairs for the IDM's real-frame ceiling...
+REAL_CEILING_CLIPS = 16      # ...from at most this many val clips (spread evenly)
+CACHE_CLIP_FRAMES = 400      # real frames of clips this short are decoded once and kept in memory
+BATCH = 64                   # rollouts per model call
+SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | sample
+TEMPERATURE = 1.0
+TOP_K = 0
+SEED = 0
+THREADS = 0                  # torch CPU threads (0: torch's default); 1 on a CPU shared with other jobs
+QUICK = dict(horizons=(4, 8), open_loop_samples=4, tf_windows=4, tf_len=8, stability_steps=24,
+             stability_samples=2, cf_steps=8, cf_horizons=(1, 4, 8), cf_starts=2, real_ceiling_pairs=128)
+
+ACTIONS = ('idle', 'turn_left', 'turn_right', 'look_up', 'look_down', 'forward', 'back', 'strafe_left',
+           'strafe_right', 'jump')
+SCRIPTS = {'turn_left': 'turn_left:15,idle', 'turn_right': 'turn_right:15,idle'}  # 90 deg at 6 deg/frame, then still
+# the IDM groups that must be right for a pair to follow the action (idle: no camera move and no walking)
+PRIMARY = {'idle': ('camera', 'ws', 'ad'), 'turn_left': ('yaw_dir',), 'turn_right': ('yaw_dir',),
+           'look_up': ('pitch',), 'look_down': ('pitch',), 'forward': ('ws',), 'back': ('ws',),
+           'strafe_left': ('ad',), 'strafe_right': ('ad',), 'jump': ('jump',)}
+FOLLOW_GROUPS = ('yaw_dir', 'yaw', 'pitch', 'camera', 'ws', 'ad', 'jump')
+GENS = ('model', 'copy_last', 'shuffled_actions')
+
+
+# ============================================================================ pure metric functions
+# Frames are float tensors [..., 3, H, W] in [0, 1] or uint8 arrays/tensors [..., H, W, 3].
+
+def as_float(x):
+    """Frames -> float tensor [..., 3, H, W] in [0, 1] (uint8 [..., H, W, 3] is converted)."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if x.dtype == torch.uint8:
+        return x.movedim(-1, -3).float() / 255
+    return x.float()
+
+
+def to_uint8(x):
+    """float [..., 3, H, W] in [0, 1] -> uint8 numpy [..., H, W, 3]."""
+    return (x.detach().float().clamp(0, 1) * 255 + 0.5).byte().movedim(-3, -1).cpu().numpy()
+
+
+def psnr_by_horizon(pred, true):
+    """[N, T] frames -> list of T mean PSNRs (dB; identical frames give perceptual.psnr's cap, 100)."""
+    from perceptual import psnr
+    p, t = as_float(pred), as_float(true)
+    return [float(psnr(p[:, h], t[:, h]).mean()) for h in range(p.shape[1])]
+
+
+def ssim_by_horizon(pred, true, steps=None):
+    """[N, T] frames -> list of mean SSIMs at every step, or at the 1-based `steps` only."""
+    from perceptual import ssim
+    p, t = as_float(pred), as_float(true)
+    at = range(p.shape[1]) if steps is None else [s - 1 for s in steps]
+    return [float(ssim(p[:, h], t[:, h]).mean()) for h in at]
+
+
+def lpips_by_horizon(lp, pred, true, batch=64, steps=None):
+    """[N, T] frames -> list of mean LPIPS distances (identical frames: 0) at every step, or at the
+    1-based `steps` only (AlexNet is the costly metric on a CPU)."""
+    from perceptual import lpips_distance
+    dev = next(lp.parameters()).device
+    p, t = as_float(pred), as_float(true)
+    out = []
+    for h in (range(p.shape[1]) if steps is None else [s - 1 for s in steps]):
+        d = [lpips_distance(lp, p[i:i + batch, h].to(dev), t[i:i + batch, h].to(dev)).cpu()
+             for i in range(0, len(p), batch)]
+        out.append(float(torch.cat(d).mean()))
+    return out
+
+
+def pairwise_spread(rollouts):
+    """[S, A, T] frames (S starts, A actions) -> [T]: mean absolute pixel distance between the frames of
+    two different actions from the same start, averaged over all action pairs and starts."""
+    x = as_float(rollouts)
+    S, A, T = x.shape[:3]
+    tot = torch.zeros(T)
+    for a in range(A):
+        for b in range(a + 1, A):
+            tot += (x[:, a] - x[:, b]).abs().flatten(2).mean(2).mean(0)
+    return (tot / max(1, A * (A - 1) // 2)).numpy()
+
+
+def aligned_spread(model_rollouts, true_rollouts, size=(9, 16)):
+    """[T]: how much of the true difference between two actions' outcomes the model's difference reproduces,
+    sum over starts and action pairs of <m_a - m_b, t_a - t_b> / sum of |t_a - t_b|^2, on frames area-downsampled
+    to `size` (a content shift a few pixels off still counts). 1: apart the way the world is; 0: ignores the
+    actions, or moves apart in unrelated ways (e.g. under shuffled actions); above 1: overshoots."""
+    import torch.nn.functional as F
+    def down(x):
+        x = as_float(x)
+        return F.adaptive_avg_pool2d(x.flatten(0, 2), size).reshape(*x.shape[:3], -1)
+    m, t = down(model_rollouts), down(true_rollouts)
+    A, T = m.shape[1], m.shape[2]
+    num, den = torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
+    for a in range(A):
+        for b in range(a + 1, A):
+            dm, dt = (m[:, a] - m[:, b]).double(), (t[:, a] - t[:, b]).double()
+            num += (dm * dt).sum((0, 2))
+            den += (dt * dt).sum((0, 2))
+    return num.numpy(), den.numpy()
+
+
+def action_sensitivity(model_rollouts, true_rollouts):
+    """How far rollouts under different actions move apart, relative to how far the true outcomes do.
+    Both [S, A, T] frames, same starts and actions. A model that ignores actions scores 0, one that
+    reproduces the true outcomes 1 (more than 1: it moves apart more than the world does).
+    Returns per_horizon and overall (ratio of the spreads summed over horizons), both spreads, and the
+    'aligned' version (aligned_spread: only spread in the true direction counts, so a model driven by the
+    wrong actions, which still spreads, scores ~0 there)."""
+    m, t = pairwise_spread(model_rollouts), pairwise_spread(true_rollouts)
+    per = [float(a / b) if b > 0 else None for a, b in zip(m, t)]
+    num, den = aligned_spread(model_rollouts, true_rollouts)
+    return dict(per_horizon=per, overall=float(m.sum() / t.sum()) if t.sum() > 0 else None,
+                model_spread=[float(v) for v in m], true_spread=[float(v) for v in t],
+                aligned_per_horizon=[float(a / b) if b > 0 else None for a, b in zip(num, den)],
+                aligned_overall=float(num.sum() / den.sum()) if den.sum() > 0 else None)
+
+
+def frame_change(frames):
+    """[N, T] frames -> [T - 1]: mean absolute pixel difference between consecutive frames."""
+    x = as_float(frames)
+    return (x[:, 1:] - x[:, :-1]).abs().flatten(2).mean(2).mean(0).numpy()
+
+
+def unique_codes_curve(tokens):
+    """[N, T, h, w] tokens -> [T]: mean distinct codes per frame at each step."""
+    from rollout import unique_codes_per_frame
+    return np.array([float(unique_codes_per_frame(tokens[:, t])) for t in range(tokens.shape[1])])
+
+
+def bucket_means(curve, buckets):
+    """A long curve -> `buckets` means over equal consecutive time spans (fewer when it is shorter)."""
+    curve = np.asarray(curve, np.float64)
+    parts = np.array_split(curve, min(buckets, len(curve))) if len(curve) else []
+    return [float(p.mean()) for p in parts]
+
+
+def drift_summary(change, unique, gt_change, gt_unique, moving=False, tail=0.25):
+    """Over the last `tail` of a long rollout: frame change and unique codes relative to the ground truth's
+    typical values (recorded play, which nearly always moves). Verdicts: 'collapsed codes' (unique codes
+    under half of GT's: a flat or still texture), 'noise' (change over 3x GT's), and with moving=True (random
+    inputs) 'frozen' (change under a fifth of GT's: the inputs do nothing). Under idle inputs little change is
+    right: blockworld's world stands still."""
+    change, unique = np.asarray(change, np.float64), np.asarray(unique, np.float64)
+    k_c, k_u = max(1, int(len(change) * tail)), max(1, int(len(unique) * tail))
+    c_end, u_end = float(change[-k_c:].mean()), float(unique[-k_u:].mean())
+    cr = c_end / gt_change if gt_change > 0 else None
+    ur = u_end / gt_unique if gt_unique > 0 else None
+    verdict = 'ok'
+    if moving and cr is not None and cr < 0.2:
+        verdict = 'frozen'
+    if ur is not None and ur < 0.5:
+        verdict = 'collapsed codes'
+    if cr is not None and cr > 3:
+        verdict = 'noise'
+    return dict(change_end=c_end, unique_end=u_end, change_vs_gt=cr, unique_vs_gt=ur, verdict=verdict)
+
+
+def tf_metrics(logits, target):
+    """logits (B, T, K, h, w), target (B, T, h, w) -> cross-entropy and token accuracy."""
+    import torch.nn.functional as F
+    ce = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(0, 1))
+    return dict(ce=float(ce), token_acc=float((logits.argmax(2) == target).float().mean()))
+
+
+def copy_last_token_acc(tokens):
+    """tokens (B, T+1, h, w): share of cells where frame t+1 equals frame t (the copy-last 'prediction')."""
+    return float((tokens[:, 1:] == tokens[:, :-1]).float().mean())
+
+
+def isolated_action(tgt):
+    """Per transition, the scripted action it is an isolated instance of ('' when none or combined).
+    tgt: idm.targets() dict."""
+    cam_still = (tgt['yaw_dir'] == 1) & (tgt['pitch'] == 1)
+    no_keys = (tgt['ws'] == 0) & (tgt['ad'] == 0)
+    no_scs = (tgt['jump'] == 0) & (tgt['sprint'] == 0) & (tgt['sneak'] == 0)
+    yaw_only = (tgt['pitch'] == 1) & no_keys & no_scs
+    pitch_only = (tgt['yaw_dir'] == 1) & no_keys & no_scs
+    ws_only = cam_still & (tgt['ad'] == 0) & no_scs
+    ad_only = cam_still & (tgt['ws'] == 0) & no_scs
+    rules = [('idle', cam_still & no_keys & no_scs), ('turn_left', yaw_only & (tgt['yaw_dir'] == 0)),
+             ('turn_right', yaw_only & (tgt['yaw_dir'] == 2)), ('look_up', pitch_only & (tgt['pitch'] == 0)),
+             ('look_down', pitch_only & (tgt['pitch'] == 2)), ('forward', ws_only & (tgt['ws'] == 1)),
+             ('back', ws_only & (tgt['ws'] == 2)), ('strafe_left', ad_only & (tgt['ad'] == 1)),
+             ('strafe_right', ad_only & (tgt['ad'] == 2)),
+             ('jump', cam_still & no_keys & (tgt['jump'] == 1))]
+    out = np.full(len(tgt['ws']), '', dtype=object)
+    for name, m in rules:
+        out[m & (out == '')] = name
+    return out
+
+
+def idm_following(pred, target, names, primary=PRIMARY, groups=FOLLOW_GROUPS):
+    """IDM predictions on generated pairs vs the commanded actions.
+    pred, target: {group: int array [P]}; names: the scripted action of each pair [P].
+    per_action[name]: acc = share of pairs whose primary groups are all right, plus each group's accuracy;
+    groups: accuracy / macro F1 / balanced accuracy over all pairs (idm.score); overall: mean per-action acc.
+    A model that ignores actions gives the same predictions whatever the command: balanced accuracy at or
+    below chance (1 / commanded classes)."""
+    from idm import score
+    names = np.asarray(names, dtype=object)
+    per = {}
+    for n in [a for a in ACTIONS if a in set(names)] + sorted(set(names) - set(ACTIONS) - {''}):
+        m = names == n
+        ok = np.all([np.asarray(pred[g])[m] == np.asarray(target[g])[m] for g in primary[n]], 0)
+        per[n] = dict(acc=float(ok.mean()), primary=list(primary[n]), n=int(m.sum()),
+                      groups={g: float(np.mean(np.asarray(pred[g])[m] == np.asarray(target[g])[m])) for g in groups})
+    keep = names != ''
+    sc = score({g: np.asarray(pred[g])[keep] for g in groups}, {g: np.asarray(target[g])[keep] for g in groups},
+               list(groups)) if keep.any() else {}
+    return dict(per_action=per, groups=sc, overall=float(np.mean([v['acc'] for v in per.values()])) if per else None)
+
+
+def following_ratio(model, ceiling):
+    """Per action and overall: the model's following accuracy over the ceiling's (idm_following outputs)."""
+    out = {}
+    for n, v in model['per_action'].items():
+        c = ceiling['per_action'].get(n, {}).get('acc')
+        out[n] = float(v['acc'] / c) if c else None
+    mo, co = model.get('overall'), ceiling.get('overall')
+    common = [n for n in model['per_action'] if ceiling['per_action'].get(n, {}).get('acc')]
+    overall = float(np.mean([model['per_action'][n]['acc'] for n in common]) /
+                    np.mean([ceiling['per_action'][n]['acc'] for n in common])) if common else None
+    return dict(per_action=out, overall=overall, model_overall=mo, ceiling_overall=co)
+
+
+def shuffle_actions(actions, generator):
+    """(B, N, A) actions permuted across samples and time (the shuffled-actions baseline's input)."""
+    flat = actions.reshape(-1, actions.shape[-1])
+    perm = torch.randperm(len(flat), generator=generator).to(flat.device)
+    return flat[perm].view_as(actions)
+
+
+# ============================================================================ generators
+# A generator maps (context tokens (B, T, h, w), context actions (B, T-1, A), actions (B, N, A)) to
+# tokens (B, N, h, w). The model, copy-last and the shuffled-actions model all go through the same code.
+
+class ModelGen:
+    def __init__(self, model, sampling, seed=SEED):
+        self.model, self.sampling = model, sampling
+        dev = next(model.parameters()).device
+        self.gen = torch.Generator(dev).manual_seed(seed)
+
+    def __call__(self, ctx_tok, ctx_act, acts):
+        from rollout import rollout
+        return rollout(self.model, ctx_tok, ctx_act, acts, sampling=self.sampling, generator=self.gen)[0]
+
+
+class CopyLastGen:
+    """Repeats the last context frame: the 'nothing happens' baseline."""
+
+    def __call__(self, ctx_tok, ctx_act, acts):
+        return ctx_tok[:, -1:].expand(-1, acts.shape[1], -1, -1).clone()
+
+
+class ShuffledGen:
+    """The model driven by the actions permuted across samples and time: what it does without the right input."""
+
+    def __init__(self, inner, seed=SEED):
+        self.inner, self.gen = inner, torch.Generator().manual_seed(seed + 1)
+
+    def __call__(self, ctx_tok, ctx_act, acts):
+        return self.inner(ctx_tok, ctx_act, shuffle_actions(acts, self.gen))
+
+
+def generate(gen, ctx_tok, ctx_act, acts, device, batch=BATCH):
+    out = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device)).cpu()
+           for i in range(0, len(ctx_tok), batch)]
+    return torch.cat(out)
+
+
+def decode(vq, tokens, device, batch=64):
+    """tokens (..., h, w) -> float frames (..., 3, H, W) on the CPU. Identical grids are decoded once
+    (copy-last repeats one frame; a frozen rollout repeats itself)."""
+    from rollout import decode_tokens
+    lead = tokens.shape[:-2]
+    flat = tokens.reshape(-1, *tokens.shape[-2:])
+    uniq, inv = torch.unique(flat.flatten(1), dim=0, return_inverse=True)
+    uniq = uniq.view(-1, *flat.shape[1:])
+    imgs = torch.cat([decode_tokens(vq, uniq[i:i + batch].to(device)).cpu() for i in range(0, len(uniq), batch)])
+    return imgs[inv].view(*lead, *imgs.shape[1:])
+
+
+# ============================================================================ data access
+
+class Clips:
+    """Val clips of a token dataset: token windows (TokenCache), real frames and metadata (GF source)."""
+
+    def __init__(self, data_dir, raw_dir=None, split='val'):
+        from tokendata import TokenCache
+        self.data_dir, self.raw_dir = data_dir, raw_dir
+        self.cache = TokenCache(data_dir)
+        self.split = split if any(c['split'] == split for c in self.cache.clips) else 'train'
+        self.by_start = sorted(self.cache.clips, key=lambda c: c['start'])
+        self._npz, self._frames, self._meta = {}, {}, {}
+
+    def clip_of(self, row):
+        """(clip dict, local frame index) of a cache row."""
+        for c in self.by_start:
+            if c['start'] <= row < c['start'] + c['length']:
+                return c, row - c['start']
+        raise IndexError(row)
+
+    def npz(self, c):
+        if c['stem'] not in self._npz:
+            with np.load(os.path.join(self.data_dir, c['file'])) as z:
+                self._npz[c['stem']] = dict(frame_index=z['frame_index'], raw=z['raw_actions'],
+                                            info=json.loads(str(z['info'])))
+        return self._npz[c['stem']]
+
+    def paths(self, c):
+        info = self.npz(c)['info']
+        if self.raw_dir:
+            return (os.path.join(self.raw_dir, 'video', c['stem'] + '.mp4'),
+                    os.path.join(self.raw_dir, 'metadata', c['stem'] + '.json'))
+        return info.get('video', ''), info.get('metadata', '')
+
+    def real(self, c, idx=None):
+        """uint8 [K, 72, 128, 3] real frames at the clip's kept frames (or at local frames idx), None when the
+        video is missing. Short clips are decoded once and kept; long ones (GF: 2,000 frames) are decoded per
+        call and only the frames asked for are kept."""
+        import gfdata
+        video = self.paths(c)[0]
+        if not video or not os.path.isfile(video):
+            return None
+        fi = self.npz(c)['frame_index']
+        if len(fi) <= CACHE_CLIP_FRAMES:
+            if c['stem'] not in self._frames:
+                uniq = np.unique(fi)
+                self._frames[c['stem']] = gfdata.read_frames(video, keep=uniq)[np.searchsorted(uniq, fi)]
+            fr = self._frames[c['stem']]
+            return fr if idx is None else fr[np.asarray(idx)]
+        want = fi if idx is None else fi[np.asarray(idx)]
+        uniq = np.unique(want)
+        return gfdata.read_frames(video, keep=uniq)[np.searchsorted(uniq, want)]
+
+    def meta(self, c):
+        import gfdata
+        if c['stem'] not in self._meta:
+            path = self.paths(c)[1]
+            self._meta[c['stem']] = gfdata.load_metadata(path) if path and os.path.isfile(path) else None
+        return self._meta[c['stem']]
+
+    def starts(self, frames, n):
+        """Up to n window start rows of `frames` frames inside val clips, spread evenly."""
+        s = self.cache.window_starts(self.split, frames)
+        if len(s) == 0:
+            return s
+        return np.unique(s[np.linspace(0, len(s) - 1, min(n, len(s))).astype(int)])
+
+    def windows(self, rows, frames):
+        tok, act = zip(*(self.cache.window(int(r), frames) for r in rows))
+        return torch.stack(tok), torch.stack(act)
+
+    def real_window(self, row, frames):
+        c, t = self.clip_of(int(row))
+        return self.real(c, np.arange(t, t + frames))
+
+
+def replay_state(world, meta, t):
+    """The blockworld PlayerState at frame t of a recorded clip (blockworld.replay_clip's state updates,
+    without rendering the frames before t)."""
+    import blockworld as bw
+    state = bw.PlayerState(**meta['blockworld']['start_state'])
+    recs = meta['actions']
+    for i in range(1, t + 1):
+        r = recs[str(i)]
+        state = state.copy()
+        state.yaw, state.pitch = r['yaw'], r['pitch']  # absolute angles, as replay_clip does
+        state = world.move(state, bw.Action(ws=r['ws'], ad=r['ad'], scs=r['scs']))
+    return state
+
+
+def true_rollout(world, state, records, frame_index=0, width=128, height=72):
+    """Render the start state and the states after each transition record: uint8 [1 + N, H, W, 3]."""
+    import blockworld as bw
+    out = [world.render(state, width, height, frame_index=frame_index)]
+    for k, r in enumerate(records):
+        state = world.step(state, bw.Action(ws=r['ws'], ad=r['ad'], scs=r['scs'], yaw_deg=r['yaw_deg'],
+                                            pitch_deg=r['pitch_deg']))
+        out.append(world.render(state, width, height, frame_index=frame_index + k + 1))
+    return np.stack(out)
+
+
+# ============================================================================ the evaluations
+
+def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
+    rows = clips.starts(T + 1, n)
+    if len(rows) == 0:
+        return dict(skipped=f"no {clips.split} clip has {T + 1} frames")
+    tok, act = clips.windows(rows, T + 1)
+    tok, act = tok.to(device), act.to(device)
+    out = dict(windows=int(len(rows)), transitions=T)
+    logits, _ = model(tok[:, :T], act[:, :T])
+    out['model'] = tf_metrics(logits, tok[:, 1:])
+    logits, _ = model(tok[:, :T], shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2)))
+    out['shuffled_actions'] = tf_metrics(logits, tok[:, 1:])
+    out['copy_last'] = dict(token_acc=copy_last_token_acc(tok))
+    return out
+
+
+def eval_open_loop(gens, vq, lp, clips, ctx, H, n, device, batch):
+    """Rollouts of H steps after ctx context frames under the recorded actions, scored per step."""
+    H_used = H
+    rows = clips.starts(ctx + H, n)
+    while len(rows) == 0 and H_used > 1:  # clips too short for H: the longest horizon that fits
+        H_used //= 2
+        rows = clips.starts(ctx + H_used, n)
+    if len(rows) == 0:
+        return dict(skipped=f"no {clips.split} clip has {ctx + 1} frames")
+    tok, act = clips.windows(rows, ctx + H_used)
+    truth = tok[:, ctx:]
+    gt = decode(vq, truth, device)
+    reals = [clips.real_window(r, ctx + H_used) for r in rows]
+    real = None if any(r is None for r in reals) else as_float(np.stack(reals)[:, ctx:])
+    ls = [h for h in PERCEPTUAL_STEPS if h <= H_used]
+    out = dict(context=ctx, horizon=H_used, requested_horizon=H, samples=int(len(rows)),
+               steps=list(range(1, H_used + 1)), perceptual_steps=ls,
+               gt_unique_codes=unique_codes_curve(truth).tolist())
+    if real is not None:
+        out['vq_ceiling'] = dict(psnr=psnr_by_horizon(gt, real), ssim=ssim_by_horizon(gt, real, ls),
+                                 lpips=lpips_by_horizon(lp, gt, real, steps=ls))
+    samples = {}
+    for name, gen in gens.items():
+        pred_tok = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch)
+        pred = decode(vq, pred_tok, device)
+        r = dict(vs_decoded=dict(psnr=psnr_by_horizon(pred, gt), ssim=ssim_by_horizon(pred, gt, ls),
+                                 lpips=lpips_by_horizon(lp, pred, gt, steps=ls)),
+                 unique_codes=unique_codes_curve(pred_tok).tolist())
+        if real is not None:
+            r['vs_real'] = dict(psnr=psnr_by_horizon(pred, real), ssim=ssim_by_horizon(pred, real, ls),
+                                lpips=lpips_by_horizon(lp, pred, real, steps=ls))
+        out[name] = r
+        samples[name] = to_uint8(pred[0])
+    samples['gt_decoded'] = to_uint8(gt[0])
+    if real is not None:
+        samples['real'] = to_uint8(real[0])
+    out['summary'] = open_loop_summary(out)
+    return out, samples
+
+
+def open_loop_summary(r, points=(1, 4, 8, 16, 32, 64)):
+    """PSNR / SSIM / LPIPS at a few horizons and averaged over the rollout, per generator and reference."""
+    H = r['horizon']
+    out = {}
+    for name in GENS + ('vq_ceiling',):
+        if name not in r:
+            continue
+        refs = {'vs_real': r[name]} if name == 'vq_ceiling' else {k: r[name][k] for k in ('vs_decoded', 'vs_real')
+                                                                   if k in r[name]}
+        for ref, m in refs.items():
+            for metric, curve in m.items():
+                at = r['steps'] if metric == 'psnr' else r['perceptual_steps']
+                for h in points:
+                    if h in at:
+                        out[f"{name}/{ref}/{metric}@{h}"] = curve[at.index(h)]
+                out[f"{name}/{ref}/{metric}_mean"] = float(np.mean(curve))  # SSIM, LPIPS: over their steps
+    return out
+
+
+def random_records(steps, rng):
+    """A random input sequence: scripted presets held 4-16 frames each (actions.preset_records)."""
+    import actions as A
+    parts, n = [], 0
+    while n < steps:
+        k = int(rng.integers(4, 17))
+        parts.append(f"{rng.choice(ACTIONS)}:{k}")
+        n += k
+    return A.preset_records(','.join(parts), steps)
+
+
+def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, seed=SEED):
+    import actions as A
+    rows = clips.starts(ctx, n)
+    if len(rows) == 0:
+        return dict(skipped=f"no {clips.split} clip has {ctx} frames"), {}
+    tok, act = clips.windows(rows, ctx)
+    rng = np.random.default_rng(seed)
+    # the ground truth's typical values over val clips: consecutive decoded frames and unique codes
+    gt_rows = clips.starts(2, 256)
+    gt_tok, _ = clips.windows(gt_rows, 2)
+    gt_img = decode(vq, gt_tok, device)
+    gt = dict(frame_change=float(frame_change(gt_img).mean()), unique_codes=float(unique_codes_curve(gt_tok).mean()),
+              pairs=int(len(gt_rows)))
+    reals = [clips.real_window(r, 2) for r in gt_rows]
+    if all(r is not None and len(r) == 2 for r in reals):
+        gt['real_frame_change'] = float(frame_change(np.stack(reals)).mean())
+    out = dict(steps=L, samples=int(len(rows)), context=ctx, buckets=buckets, gt=gt)
+    inputs = {'idle': torch.from_numpy(A.preset_actions('idle', L, edges=edges))[None].expand(len(rows), -1, -1),
+              'random': torch.stack([torch.from_numpy(A.encode_records(random_records(L, rng), edges))
+                                     for _ in rows])}
+    frames = {}
+    for mode, acts in inputs.items():
+        out[mode] = {}
+        for name in ('model', 'copy_last'):
+            pred_tok = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch)
+            full = torch.cat([tok[:, -1:], pred_tok], 1)   # the context frame, then the rollout
+            change = np.mean([frame_change(decode(vq, full[i:i + 1], device)) for i in range(len(full))], 0)
+            unique = unique_codes_curve(pred_tok)
+            out[mode][name] = dict(frame_change=bucket_means(change, buckets),
+                                   unique_codes=bucket_means(unique, buckets),
+                                   **drift_summary(change, unique, gt['frame_change'], gt['unique_codes'],
+                                                   moving=mode == 'random'))
+            if name == 'model':
+                idx = sorted({0, min(7, L - 1), min(63, L - 1), L // 2, L - 1})
+                frames[mode] = (idx, to_uint8(decode(vq, pred_tok[0, idx], device)))
+    return out, frames
+
+
+def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, n_starts, edges, device, batch,
+                  real_pairs=REAL_CEILING_PAIRS):
+    """Counterfactual fidelity, action sensitivity and IDM action following from held-out states."""
+    import actions as A
+    import blockworld as bw
+    res, notes = {}, []
+    rows = clips.starts(ctx, n_starts)
+    if len(rows) == 0:
+        return dict(skipped=f"no {clips.split} clip has {ctx} frames"), {}
+    S, names = len(rows), list(ACTIONS)
+    records = [A.preset_records(SCRIPTS.get(a, a), steps) for a in names]
+    acts = torch.stack([torch.from_numpy(A.encode_records(r, edges)) for r in records])     # [A, steps, adim]
+    tok, act = clips.windows(rows, ctx)
+    ctx_tok = tok.repeat_interleave(len(names), 0)
+    ctx_act = act[:, :ctx - 1].repeat_interleave(len(names), 0)
+    drive = acts.repeat(S, 1, 1)
+    start_img = decode(vq, tok[:, -1], device)                                               # [S, 3, H, W]
+    frames = {}
+    for name, gen in gens.items():
+        pred = decode(vq, generate(gen, ctx_tok, ctx_act, drive, device, batch), device)    # [S*A, steps, ...]
+        pred = pred.view(S, len(names), steps, *pred.shape[2:])
+        first = start_img[:, None, None].expand(-1, len(names), -1, -1, -1, -1)
+        frames[name] = to_uint8(torch.cat([first, pred], 2))                                 # [S, A, 1+steps, H, W, 3]
+
+    # the true outcomes (blockworld clips at the world's own frame rate only)
+    metas = [clips.meta(clips.clip_of(int(r + ctx - 1))[0]) for r in rows]
+    with open(os.path.join(clips.data_dir, 'manifest.json')) as f:
+        fps = json.load(f).get('fps')
+    truth = None
+    if all(m is not None and 'blockworld' in m for m in metas) and fps == bw.FPS:
+        truth = np.zeros_like(frames['model'])
+        worlds = {}
+        for i, (r, m) in enumerate(zip(rows, metas)):
+            c, t = clips.clip_of(int(r + ctx - 1))
+            key = json.dumps([m['blockworld']['seed'], m['biome'], m['start_time'], m['initial_weather']])
+            if key not in worlds:
+                worlds[key] = bw.World(m['blockworld']['seed'], m['biome'], m['start_time'], m['initial_weather'])
+            src_t = int(clips.npz(c)['frame_index'][t])
+            state = replay_state(worlds[key], m, src_t)
+            for j, rec in enumerate(records):
+                truth[i, j] = true_rollout(worlds[key], state, rec, src_t)
+        frames['true'] = truth
+    else:
+        notes.append('counterfactual fidelity and the true-render ceiling need blockworld clips (metadata with a '
+                     f'`blockworld` key) recorded at {bw.FPS} fps; skipped')
+    res['starts'] = [dict(stem=clips.clip_of(int(r + ctx - 1))[0]['stem'],
+                          frame=int(clips.clip_of(int(r + ctx - 1))[1])) for r in rows]
+    res['actions'] = names
+
+    if truth is not None:
+        hz = [h for h in horizons if h <= steps]
+        cf = dict(horizons=hz, per_action={})
+        true_h = truth[:, :, hz]                       # [S, A, len(hz)]
+        vq_rt = to_uint8(decode(vq, vq_encode(vq, true_h.reshape(-1, *true_h.shape[-3:]), device), device))
+        vq_rt = vq_rt.reshape(true_h.shape)
+        for j, a in enumerate(names):
+            d = {}
+            for name in list(gens) + ['vq_ceiling']:
+                p = vq_rt[:, j] if name == 'vq_ceiling' else frames[name][:, j][:, hz]
+                d[name] = dict(psnr=psnr_by_horizon(p, true_h[:, j]), lpips=lpips_by_horizon(lp, p, true_h[:, j]))
+            cf['per_action'][a] = d
+        for group, members in (('moving', [a for a in names if a != 'idle']), ('idle', ['idle'])):
+            cf[group] = {name: {m: list(np.mean([cf['per_action'][a][name][m] for a in members], 0))
+                                for m in ('psnr', 'lpips')} for name in list(gens) + ['vq_ceiling']}
+        cf['sensitivity'] = {name: action_sensitivity(frames[name][:, :, hz], true_h) for name in gens}
+        cf['sensitivity']['horizons'] = hz
+        res['counterfactual'] = cf
+
+    if idm is not None:
+        import idm as I
+        k = min(follow_steps, steps)
+        tgt_one = [I.targets_from_records(r[:k], idm.edges) for r in records]                  # per action, [k]
+        tgt = {g: np.tile(np.concatenate([t[g] for t in tgt_one]), S) for g in tgt_one[0]}
+        pair_names = np.tile(np.repeat(names, k), S)
+        fol = dict(steps=k, starts=S)
+        for name in list(gens) + (['true'] if truth is not None else []):
+            f = frames[name]
+            pred = I.predict(idm, f[:, :, :k].reshape(-1, *f.shape[-3:]), f[:, :, 1:k + 1].reshape(-1, *f.shape[-3:]))
+            fol['ceiling_true_render' if name == 'true' else name] = idm_following(pred, tgt, pair_names)
+        ceil = fol.get('ceiling_true_render')
+        fol['ceiling_real'] = real_ceiling(idm, clips, real_pairs)
+        ref = ceil or fol['ceiling_real']
+        if ref and ref.get('per_action'):
+            fol['ratio'] = {name: following_ratio(fol[name], ref) for name in gens}
+            fol['ratio']['ceiling'] = 'ceiling_true_render' if ceil else 'ceiling_real'
+        res['following'] = fol
+    else:
+        notes.append('action following needs --idm (train one with idm.py); skipped')
+    res['notes'] = notes
+    return res, frames
+
+
+def real_ceiling(idm, clips, max_pairs, max_clips=REAL_CEILING_CLIPS):
+    """The IDM on real held-out frame pairs with their recorded actions: by group, and per scripted action
+    over the transitions that are isolated instances of it."""
+    import idm as I
+    val = [c for c in clips.cache.clips if c['split'] == clips.split and c['length'] >= 2]
+    if not val:
+        return None
+    val = [val[i] for i in np.unique(np.linspace(0, len(val) - 1, min(max_clips, len(val))).astype(int))]
+    per_clip = max(1, max_pairs // len(val))
+    a, b, raw = [], [], []
+    for c in val:
+        t = np.unique(np.linspace(0, c['length'] - 2, min(per_clip, c['length'] - 1)).astype(int))
+        fr = clips.real(c, np.concatenate([t, t + 1]))
+        if fr is None:
+            return None
+        a.append(fr[:len(t)])
+        b.append(fr[len(t):])
+        raw.append(clips.npz(c)['raw'][t])
+    a, b, raw = np.concatenate(a), np.concatenate(b), np.concatenate(raw)
+    tgt = I.targets(raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3], raw[:, 4], idm.edges)
+    pred = I.predict(idm, a, b)
+    out = idm_following(pred, tgt, isolated_action(tgt))
+    out['all_pairs'] = I.score(pred, tgt)
+    out['pairs'] = int(len(a))
+    return out
+
+
+@torch.no_grad()
+def vq_encode(vq, frames_uint8, device, batch=64):
+    out = []
+    for i in range(0, len(frames_uint8), batch):
+        x = as_float(frames_uint8[i:i + batch]).to(device)
+        out.append(vq.encode(x).cpu())
+    return torch.cat(out)
+
+
+# ============================================================================ report
+
+COLORS = {'model': (200, 90, 30), 'copy_last': (120, 120, 120), 'shuffled_actions': (30, 140, 240),
+          'vq_ceiling': (60, 170, 60), 'gt': (0, 0, 0), 'true': (0, 0, 0), 'ceiling_true_render': (60, 170, 60),
+          'ceiling_real': (150, 60, 150)}  # BGR
+
+
+def line_plot(title, xs, series, size=(420, 260), hlines=None):
+    """A small cv2 line chart: series {name: ys} over xs, optional horizontal reference lines {name: y}."""
+    import cv2
+    W, H = size
+    L, R, T, B = 48, 10, 22, 28
+    img = np.full((H, W, 3), 255, np.uint8)
+    vals = [v for ys in series.values() for v in ys if v is not None and np.isfinite(v)]
+    vals += [v for v in (hlines or {}).values() if v is not None and np.isfinite(v)]
+    cv2.putText(img, title, (L, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    if not vals or not len(xs):
+        return img
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    px = lambda x: int(L + (x - x0) / (x1 - x0) * (W - L - R))
+    py = lambda y: int(H - B - (y - lo) / (hi - lo) * (H - T - B))
+    cv2.rectangle(img, (L, T), (W - R, H - B), (0, 0, 0), 1)
+    for k in range(5):
+        y = lo + (hi - lo) * k / 4
+        cv2.putText(img, f"{y:.3g}", (2, py(y) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.32, (0, 0, 0), 1, cv2.LINE_AA)
+    for x in sorted(set([x0, x1] + [xs[len(xs) // 2]])):
+        cv2.putText(img, f"{x:g}", (px(x) - 6, H - B + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.32, (0, 0, 0), 1, cv2.LINE_AA)
+    ly = T + 12
+    for name, y in (hlines or {}).items():
+        if y is None or not np.isfinite(y):
+            continue
+        c = COLORS.get(name, (0, 0, 0))
+        for xx in range(L, W - R, 8):
+            cv2.line(img, (xx, py(y)), (min(xx + 4, W - R), py(y)), c, 1)
+        cv2.putText(img, name, (W - R - 110, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.32, c, 1, cv2.LINE_AA)
+        ly += 11
+    for name in series:
+        cv2.putText(img, name, (W - R - 110, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.32, COLORS.get(name, (0, 0, 0)), 1,
+                    cv2.LINE_AA)
+        ly += 11
+    for name, ys in reversed(list(series.items())):  # the first series (the model) drawn last, on top
+        c = COLORS.get(name, (0, 0, 0))
+        pts = [(px(x), py(y)) for x, y in zip(xs, ys) if y is not None and np.isfinite(y)]
+        if len(pts) > 1:
+            cv2.polylines(img, [np.array(pts, np.int32)], False, c, 2, cv2.LINE_AA)
+        for p in pts if len(pts) < 20 else []:
+            cv2.circle(img, p, 2, c, -1)
+    return img
+
+
+def bar_plot(title, labels, series, size=(640, 260)):
+    """Grouped bars: series {name: values per label} in [0, 1]."""
+    import cv2
+    W, H = size
+    L, R, T, B = 30, 10, 22, 40
+    img = np.full((H, W, 3), 255, np.uint8)
+    cv2.putText(img, title, (L, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.rectangle(img, (L, T), (W - R, H - B), (0, 0, 0), 1)
+    n, k = len(labels), max(1, len(series))
+    gw = (W - L - R) / max(1, n)
+    bw = max(1, int(gw * 0.8 / k))
+    for i, lab in enumerate(labels):
+        for j, (name, vals) in enumerate(series.items()):
+            v = vals[i]
+            if v is None:
+                continue
+            x = int(L + i * gw + gw * 0.1 + j * bw)
+            y = int(H - B - min(1.0, max(0.0, v)) * (H - T - B))
+            cv2.rectangle(img, (x, y), (x + bw - 1, H - B), COLORS.get(name, (0, 0, 0)), -1)
+        cv2.putText(img, lab[:11], (int(L + i * gw + 2), H - B + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    for j, name in enumerate(series):
+        cv2.putText(img, name, (L + 4 + j * 150, H - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.35, COLORS.get(name, (0, 0, 0)),
+                    1, cv2.LINE_AA)
+    for y in (0.0, 0.5, 1.0):
+        cv2.putText(img, f"{y:g}", (4, int(H - B - y * (H - T - B)) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.32, (0, 0, 0), 1)
+    return img
+
+
+def grid(rows, labels, col_labels=None, label_w=110):
+    """rows: list of lists of uint8 RGB frames -> one BGR image with a label column (and a header)."""
+    import cv2
+    h, w = rows[0][0].shape[:2]
+    ncol = max(len(r) for r in rows)
+    head = 16 if col_labels else 0
+    img = np.full((head + h * len(rows), label_w + w * ncol, 3), 255, np.uint8)
+    for i, (r, lab) in enumerate(zip(rows, labels)):
+        for j, f in enumerate(r):
+            img[head + i * h:head + (i + 1) * h, label_w + j * w:label_w + (j + 1) * w] = f[..., ::-1]
+        cv2.putText(img, lab, (3, head + i * h + h // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for j, lab in enumerate(col_labels or []):
+        cv2.putText(img, lab, (label_w + j * w + 3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def stack_pages(imgs, cols=2):
+    """Tile chart images (same size) into one page."""
+    h, w = imgs[0].shape[:2]
+    rows = []
+    for i in range(0, len(imgs), cols):
+        r = imgs[i:i + cols] + [np.full_like(imgs[0], 255)] * (cols - len(imgs[i:i + cols]))
+        rows.append(np.concatenate(r, 1))
+    return np.concatenate(rows, 0)
+
+
+def write_png(path, img_bgr):
+    import cv2
+    tmp = os.path.join(os.path.dirname(path), '.tmp_' + os.path.basename(path))
+    cv2.imwrite(tmp, img_bgr)
+    os.replace(tmp, path)
+    return os.path.basename(path)
+
+
+def write_report(out_dir, res, ol_frames, stab_frames, scripted_frames):
+    """PNG pages and index.html in out_dir. Returns the list of PNG file names."""
+    pngs = []
+    # metric-by-horizon plots of the open-loop rollouts
+    charts = []
+    for key, r in res.get('open_loop', {}).items():
+        if 'skipped' in r:
+            continue
+        xs = r['steps']
+        for ref in ('vs_decoded', 'vs_real'):
+            for metric in ('psnr', 'ssim', 'lpips'):
+                if ref not in r['model']:
+                    continue
+                series = {g: r[g][ref][metric] for g in GENS if g in r}
+                if ref == 'vs_real' and 'vq_ceiling' in r:
+                    series['vq_ceiling'] = r['vq_ceiling'][metric]
+                charts.append(line_plot(f"{key} {metric} {ref}", xs if metric == 'psnr' else r['perceptual_steps'],
+                                        series))
+        charts.append(line_plot(f"{key} unique codes per frame", xs,
+                                {**{g: r[g]['unique_codes'] for g in GENS if g in r}, 'gt': r['gt_unique_codes']}))
+    if charts:
+        pngs.append(write_png(os.path.join(out_dir, 'open_loop_metrics.png'), stack_pages(charts, 3)))
+    for key, fr in ol_frames.items():
+        n = fr['model'].shape[0]
+        idx = sorted({0, min(3, n - 1), min(7, n - 1), min(15, n - 1), min(31, n - 1), n - 1})
+        names = [k for k in ('real', 'gt_decoded', 'model', 'copy_last', 'shuffled_actions') if k in fr]
+        pngs.append(write_png(os.path.join(out_dir, f'open_loop_{key}.png'), grid(
+            [[fr[k][i] for i in idx] for k in names], names, [f"t+{i + 1}" for i in idx])))
+    # stability
+    st = res.get('stability', {})
+    if 'idle' in st:
+        charts = []
+        for mode in ('idle', 'random'):
+            xs = list(range(1, len(st[mode]['model']['frame_change']) + 1))
+            charts.append(line_plot(f"{mode}: frame change ({len(xs)} buckets over {st['steps']} steps)", xs,
+                                    {g: st[mode][g]['frame_change'] for g in ('model', 'copy_last')},
+                                    hlines={'gt': st['gt']['frame_change']}))
+            charts.append(line_plot(f"{mode}: unique codes per frame ({len(xs)} buckets)", xs,
+                                    {g: st[mode][g]['unique_codes'] for g in ('model', 'copy_last')},
+                                    hlines={'gt': st['gt']['unique_codes']}))
+        pngs.append(write_png(os.path.join(out_dir, 'stability_metrics.png'), stack_pages(charts, 2)))
+        if stab_frames:
+            modes = list(stab_frames)
+            idx = stab_frames[modes[0]][0]
+            pngs.append(write_png(os.path.join(out_dir, 'stability_frames.png'), grid(
+                [list(stab_frames[m][1]) for m in modes], modes, [f"t+{i + 1}" for i in idx])))
+    # counterfactuals: a contact sheet per scripted action, and the metric plots
+    sc = res.get('scripted', {})
+    cf = sc.get('counterfactual')
+    if scripted_frames:
+        steps = scripted_frames['model'].shape[2] - 1
+        hz = cf['horizons'] if cf else [h for h in (1, 4, 8, 16) if h <= steps]
+        rows_of = [k for k in ('true', 'model', 'copy_last', 'shuffled_actions') if k in scripted_frames]
+        for j, a in enumerate(sc['actions']):
+            rows, labels = [], []
+            for s in range(min(2, scripted_frames['model'].shape[0])):
+                for k in rows_of:
+                    f = scripted_frames[k][s, j]
+                    rows.append([f[0]] + [f[h] for h in hz])
+                    labels.append(f"{k} #{s}")
+            pngs.append(write_png(os.path.join(out_dir, f'counterfactual_{a}.png'),
+                                  grid(rows, labels, ['start'] + [f"t+{h}" for h in hz])))
+    if cf:
+        charts = []
+        for grp in ('moving', 'idle'):
+            for m in ('psnr', 'lpips'):
+                charts.append(line_plot(f"counterfactual {grp}: {m} vs true render", cf['horizons'],
+                                        {g: cf[grp][g][m] for g in list(GENS) + ['vq_ceiling'] if g in cf[grp]}))
+        charts.append(line_plot("action sensitivity (model spread / true spread)", cf['horizons'],
+                                {g: cf['sensitivity'][g]['per_horizon'] for g in GENS if g in cf['sensitivity']},
+                                hlines={'true': 1.0}))
+        charts.append(line_plot("aligned action sensitivity", cf['horizons'],
+                                {g: cf['sensitivity'][g]['aligned_per_horizon'] for g in GENS
+                                 if g in cf['sensitivity']}, hlines={'true': 1.0}))
+        pngs.append(write_png(os.path.join(out_dir, 'counterfactual_metrics.png'), stack_pages(charts, 2)))
+    fol = sc.get('following')
+    if fol:
+        labels = list(ACTIONS)
+        series = {}
+        for g in ('model', 'shuffled_actions', 'copy_last', 'ceiling_true_render', 'ceiling_real'):
+            if fol.get(g) and fol[g].get('per_action') is not None:
+                series[g] = [fol[g]['per_action'].get(a, {}).get('acc') for a in labels]
+        pngs.append(write_png(os.path.join(out_dir, 'action_following.png'),
+                              bar_plot('IDM action following: share of pairs read as the commanded action', labels,
+                                       series, size=(900, 280))))
+    write_html(out_dir, res, pngs)
+    return pngs
+
+
+def write_html(out_dir, res, pngs):
+    import html
+    rows = ''.join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in summary_rows(res))
+    imgs = ''.join(f"<h3>{html.escape(p)}</h3><img src='{html.escape(p)}' style='max-width:100%'>" for p in pngs)
+    s = res['settings']
+    page = (f"<html><head><meta charset='utf-8'><title>Ochre eval</title></head><body>"
+            f"<h1>Ochre evaluation</h1><p>{html.escape(str(s.get('checkpoint')))} (step {s.get('step')}), "
+            f"data {html.escape(str(s.get('data')))}, split {s.get('split')}, quick={s.get('quick')}</p>"
+            f"<p><a href='eval.json'>eval.json</a> holds every figure.</p>"
+            f"<table border=1 cellpadding=3>{rows}</table>{imgs}</body></html>")
+    atomic_text(os.path.join(out_dir, 'index.html'), page)
+
+
+def _f(v, fmt='{:.3f}'):
+    return '-' if v is None else fmt.format(v)
+
+
+def summary_rows(res):
+    """(label, text) rows of the headline figures, for stdout and the HTML page."""
+    out = []
+    tf = res.get('teacher_forced', {})
+    if 'model' in tf:
+        out.append(('teacher-forced CE / token acc',
+                    f"model {tf['model']['ce']:.3f} / {tf['model']['token_acc']:.3f}   shuffled "
+                    f"{tf['shuffled_actions']['ce']:.3f} / {tf['shuffled_actions']['token_acc']:.3f}   copy-last acc "
+                    f"{tf['copy_last']['token_acc']:.3f}"))
+    for key, r in res.get('open_loop', {}).items():
+        if 'summary' not in r:
+            continue
+        s, H = r['summary'], r['horizon']
+        hs = [h for h in (1, 16, 64) if h <= H] or [H]
+        for ref in ('vs_decoded', 'vs_real'):
+            if f"model/{ref}/psnr@{hs[0]}" not in s:
+                continue
+            txt = '   '.join(f"{g} " + '/'.join(_f(s.get(f"{g}/{ref}/psnr@{h}"), '{:.1f}') for h in hs)
+                           for g in GENS)
+            if ref == 'vs_real' and 'vq_ceiling/vs_real/psnr@1' in s:
+                txt += f"   VQ ceiling {s['vq_ceiling/vs_real/psnr_mean']:.1f}"
+            out.append((f"{key} PSNR {ref} @{'/'.join(map(str, hs))}", txt))
+            out.append((f"{key} LPIPS {ref} @{'/'.join(map(str, hs))}", '   '.join(
+                f"{g} " + '/'.join(_f(s.get(f"{g}/{ref}/lpips@{h}")) for h in hs) for g in GENS)))
+        out.append((f"{key} unique codes (last step)", f"model {r['model']['unique_codes'][-1]:.0f}   "
+                                                        f"gt {r['gt_unique_codes'][-1]:.0f}"))
+    st = res.get('stability', {})
+    for mode in ('idle', 'random'):
+        if mode in st:
+            m = st[mode]['model']
+            out.append((f"stability {mode} ({st['steps']} steps), end", f"frame change {m['change_end']:.4f} "
+                        f"(gt {st['gt']['frame_change']:.4f})  unique codes {m['unique_end']:.0f} "
+                        f"(gt {st['gt']['unique_codes']:.0f})  -> {m['verdict']}"))
+    sc = res.get('scripted', {})
+    cf = sc.get('counterfactual')
+    if cf:
+        hz = cf['horizons']
+        for grp in ('moving', 'idle'):
+            out.append((f"counterfactual {grp} PSNR @{'/'.join(map(str, hz))}", '   '.join(
+                f"{g} " + '/'.join(f"{v:.1f}" for v in cf[grp][g]['psnr']) for g in list(GENS) + ['vq_ceiling'])))
+        out.append(("action sensitivity: spread / aligned", '   '.join(
+            f"{g} {_f(cf['sensitivity'][g]['overall'])} / {_f(cf['sensitivity'][g]['aligned_overall'])}"
+            for g in GENS)))
+    fol = sc.get('following')
+    if fol:
+        parts = [f"{g} {_f(fol[g]['overall'])}" for g in GENS + ('ceiling_true_render', 'ceiling_real')
+                 if fol.get(g) and fol[g].get('overall') is not None]
+        out.append((f"IDM following ({fol['steps']} steps)", '   '.join(parts)))
+        if 'ratio' in fol:
+            out.append((f"following / {fol['ratio']['ceiling']}", '   '.join(
+                f"{g} {_f(fol['ratio'][g]['overall'])}" for g in GENS)))
+            out.append(("model / ceiling per action", '  '.join(
+                f"{a} {_f(v, '{:.2f}')}" for a, v in fol['ratio']['model']['per_action'].items())))
+    return out
+
+
+def atomic_text(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix=os.path.splitext(path)[1])
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    os.replace(tmp, path)
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    return o
+
+
+# ============================================================================ main
+
+def resolve_checkpoint(path):
+    """A checkpoint file, or a run folder (its newest checkpoint)."""
+    if os.path.isdir(path):
+        from train import checkpoint_paths
+        found = checkpoint_paths(path)
+        if not found:
+            raise SystemExit(f"{path}: no ckpt_*.pt in this run folder")
+        return found[-1]
+    if not os.path.isfile(path):
+        raise SystemExit(f"{path}: checkpoint not found")
+    return path
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--ckpt', required=True, help='world-model checkpoint or run folder (newest checkpoint)')
+    p.add_argument('--data', default=None, help="token data (preprocess.py output); default: the checkpoint's DATA_DIR")
+    p.add_argument('--raw', default=None, help='GF-layout source clips; default: the paths preprocess recorded')
+    p.add_argument('--vqvae', default=None, help="default: the checkpoint's VQVAE_CKPT")
+    p.add_argument('--idm', default=None, help='IDM checkpoint (idm.py) for action following')
+    p.add_argument('--out', default=None, help='output folder (default: <run folder>/eval)')
+    p.add_argument('--quick', action='store_true', help='small numbers everywhere (smoke test, CI)')
+    p.add_argument('--device', default='auto')
+    p.add_argument('--threads', type=int, default=THREADS, help="torch CPU threads (0: torch's default)")
+    ints = dict(ctx_frames=CTX_FRAMES, open_loop_samples=OPEN_LOOP_SAMPLES, tf_windows=TF_WINDOWS, tf_len=TF_LEN,
+                stability_steps=STABILITY_STEPS, stability_samples=STABILITY_SAMPLES,
+                stability_buckets=STABILITY_BUCKETS, follow_steps=FOLLOW_STEPS, cf_steps=CF_STEPS,
+                cf_starts=CF_STARTS, real_ceiling_pairs=REAL_CEILING_PAIRS, batch=BATCH, top_k=TOP_K, seed=SEED)
+    for k in ints:
+        p.add_argument('--' + k.replace('_', '-'), type=int, default=None)
+    tup = lambda s: tuple(int(v) for v in s.split(','))
+    p.add_argument('--horizons', type=tup, default=None)
+    p.add_argument('--cf-horizons', type=tup, default=None)
+    p.add_argument('--sampling', default=SAMPLING, choices=('greedy', 'sample'))
+    p.add_argument('--temperature', type=float, default=TEMPERATURE)
+    args = p.parse_args(argv)
+    defaults = dict(ints, horizons=HORIZONS, cf_horizons=CF_HORIZONS)
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, QUICK.get(k, v) if args.quick else v)
+    return args
+
+
+@torch.inference_mode()
+def run(args):
+    import actions as A
+    from model_convGru import load_world_model
+    from perceptual import build_lpips
+    from vqvae import load_vqvae
+    t0 = time.time()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    ckpt_path = resolve_checkpoint(args.ckpt)
+    model, ck = load_world_model(ckpt_path, map_location=device, weights_only=False)
+    model.eval()
+    tc = ck.get('train_config') or {}
+    data = args.data or tc.get('DATA_DIR')
+    vq_path = args.vqvae or tc.get('VQVAE_CKPT')
+    if not data or not os.path.isfile(os.path.join(data, 'manifest.json')):
+        raise SystemExit(f"token data not found ({data}); pass --data")
+    if not vq_path or not os.path.isfile(vq_path):
+        raise SystemExit(f"VQ-VAE checkpoint not found ({vq_path}); pass --vqvae")
+    with open(os.path.join(data, 'manifest.json')) as f:
+        manifest = json.load(f)
+    edges = ck.get('edges') or A.edges_from_manifest(manifest)
+    out_dir = args.out or os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), 'eval')
+    os.makedirs(out_dir, exist_ok=True)
+    vq = load_vqvae(vq_path, device)
+    lp = build_lpips(device)
+    clips = Clips(data, args.raw)
+    if clips.cache.action_dim != model.config.action_dim:
+        raise SystemExit(f"{data}: {clips.cache.action_dim}-D actions, the model takes {model.config.action_dim}-D")
+    idm = None
+    if args.idm:
+        from idm import load_idm
+        idm = load_idm(args.idm, device)
+    sampling = dict(mode=args.sampling, temperature=args.temperature, top_k=args.top_k)
+    mgen = ModelGen(model, sampling, args.seed)
+    gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}
+    settings = dict(checkpoint=os.path.abspath(ckpt_path), step=ck.get('step'), data=os.path.abspath(data),
+                    raw=args.raw or 'video and metadata paths recorded by preprocess.py',
+                    vqvae=os.path.abspath(vq_path), idm=args.idm and os.path.abspath(args.idm),
+                    idm_edges=idm and dict(yaw=list(idm.edges['yaw']), pitch=idm.edges['pitch']),
+                    edges=dict(edges), device=str(device), split=clips.split, quick=args.quick,
+                    sampling=sampling, model_config=model.config.to_dict(),
+                    **{k: v for k, v in vars(args).items() if k not in ('ckpt', 'data', 'raw', 'vqvae', 'idm', 'out',
+                                                                       'quick', 'device', 'sampling', 'temperature',
+                                                                       'top_k', 'threads')})
+    res = dict(settings=settings)
+    if clips.split != 'val':
+        print(f"WARNING {data}: no val clip; evaluating on the train split (figures are not held-out)")
+
+    def step(name):
+        print(f"[{time.time() - t0:6.1f}s] {name}", flush=True)
+
+    step('teacher forcing')
+    res['teacher_forced'] = eval_teacher_forced(model, clips, args.tf_windows, args.tf_len, device, args.seed)
+    step('open-loop rollouts')
+    res['open_loop'], ol_frames = {}, {}
+    for ctx in sorted({1, args.ctx_frames}):
+        r = eval_open_loop(gens, vq, lp, clips, ctx, max(args.horizons), args.open_loop_samples, device, args.batch)
+        if isinstance(r, tuple):
+            res['open_loop'][f'ctx{ctx}'], ol_frames[f'ctx{ctx}'] = r
+        else:
+            res['open_loop'][f'ctx{ctx}'] = r
+    step('stability')
+    res['stability'], stab_frames = eval_stability(gens, vq, clips, args.ctx_frames, args.stability_steps,
+                                                   args.stability_samples, edges, device, args.batch,
+                                                   args.stability_buckets, args.seed)
+    step('scripted actions: counterfactuals and action following')
+    res['scripted'], sc_frames = eval_scripted(gens, vq, lp, idm, clips, args.ctx_frames, args.cf_steps,
+                                               args.cf_horizons, args.follow_steps, args.cf_starts, edges, device,
+                                               args.batch, args.real_ceiling_pairs)
+    step('report')
+    pngs = write_report(out_dir, _jsonable(res), ol_frames, stab_frames, sc_frames)
+    res['report'] = dict(html='index.html', pngs=pngs)
+    res['settings']['seconds'] = round(time.time() - t0, 1)
+    res = _jsonable(res)
+    atomic_text(os.path.join(out_dir, 'eval.json'), json.dumps(res, indent=1))
+    rows = summary_rows(res)
+    w = max(len(k) for k, _ in rows) if rows else 0
+    print(f"\n{'=' * 20} {ckpt_path} (step {ck.get('step')}) on {data} [{clips.split}] {'=' * 20}")
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    print(f"\n{os.path.join(out_dir, 'eval.json')}\n{os.path.join(out_dir, 'index.html')} "
+          f"({len(pngs)} PNG pages) in {time.time() - t0:.0f} s")
+    return res
+
+
+def main(argv=None):
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == '__main__':
+    main()

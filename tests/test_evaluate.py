@@ -1,0 +1,242 @@
+"""evaluate.py: every metric on constructed cases with known answers, the baselines where they must come
+out, and the whole script end to end on the tiny checkpoint (--quick)."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import actions as A
+import blockworld as bw
+import evaluate as E
+from test_idm import shared_idm
+
+STEPS = 8
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """One torch thread: on a CPU shared with other jobs two OpenMP threads ran 10x slower than one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope='module')
+def lp():
+    from perceptual import build_lpips
+    return build_lpips('cpu')
+
+
+@pytest.fixture(scope='module')
+def world_rollouts():
+    """True blockworld outcomes of every scripted action for STEPS frames from 2 start states [S, A, 1+STEPS],
+    the same under the scripted actions permuted across starts, actions and time (a 'model' told the truth
+    about the wrong actions), and the actions' records."""
+    world = bw.World(5, 'plains', bw.TIMES[1], 'clear')
+    starts = [world.spawn(np.random.default_rng(k)) for k in (1, 2)]
+    records = [A.preset_records(E.SCRIPTS.get(a, a), STEPS) for a in E.ACTIONS]
+    true = np.stack([np.stack([E.true_rollout(world, s, r) for r in records]) for s in starts])
+    flat = [r for _ in starts for rec in records for r in rec]
+    perm = np.random.default_rng(0).permutation(len(flat))
+    shuffled_recs = [flat[i] for i in perm]
+    k = iter(range(0, len(flat), STEPS))
+    shuffled = np.stack([np.stack([E.true_rollout(world, s, shuffled_recs[next(k):][:STEPS]) for _ in records])
+                         for s in starts])
+    return dict(true=true, shuffled=shuffled, records=records, world=world, starts=starts)
+
+
+def frames_like(seed=0, n=2, t=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.interpolate(torch.rand(n * t, 3, 9, 16, generator=g), size=(72, 128), mode='bilinear')
+    return x.view(n, t, 3, 72, 128)
+
+
+# ---------------------------------------------------------------- constructed cases
+
+def test_identical_frames_score_perfectly(lp):
+    x = frames_like()
+    assert all(v >= 99 for v in E.psnr_by_horizon(x, x))            # perceptual.psnr caps at 100 dB
+    assert E.ssim_by_horizon(x, x) == pytest.approx([1.0] * 3, abs=1e-5)
+    assert E.lpips_by_horizon(lp, x, x) == pytest.approx([0.0] * 3, abs=1e-6)
+    u8 = E.to_uint8(x)                                                # uint8 HWC frames work the same
+    assert all(v >= 99 for v in E.psnr_by_horizon(u8, u8))
+    # identical rollouts under every action: no spread, sensitivity 0; still frames: no change
+    same = x[:, None].expand(2, 4, 3, 3, 72, 128)
+    truth = torch.stack([x + 0.1 * a for a in range(4)], 1).clamp(0, 1)
+    s = E.action_sensitivity(same, truth)
+    assert s['overall'] == 0 and s['per_horizon'] == [0, 0, 0] and s['aligned_overall'] == 0
+    assert E.action_sensitivity(truth, truth)['overall'] == pytest.approx(1.0)
+    assert E.action_sensitivity(truth, truth)['aligned_overall'] == pytest.approx(1.0)
+    assert E.frame_change(x[:, :1].expand(2, 5, 3, 72, 128)).tolist() == [0, 0, 0, 0]
+
+
+def test_shifted_frames_score_worse_the_further_they_move(lp, world_rollouts):
+    img = world_rollouts['true'][0, 0, 0]                             # a real render, uint8 [72, 128, 3]
+    ref = np.stack([img] * 3)[None]
+    shifted = np.stack([np.roll(img, k, axis=1) for k in (1, 4, 16)])[None]
+    p, l, s = E.psnr_by_horizon(shifted, ref), E.lpips_by_horizon(lp, shifted, ref), E.ssim_by_horizon(shifted, ref)
+    assert 10 < p[2] < p[1] < p[0] < 99
+    assert 0 < l[0] < l[1] < l[2]
+    assert s[2] < s[1] < s[0] < 1
+
+
+def test_tf_metrics_and_copy_last_on_known_tokens():
+    target = torch.randint(0, 8, (2, 3, 4, 5), generator=torch.Generator().manual_seed(0))
+    perfect = torch.nn.functional.one_hot(target, 8).permute(0, 1, 4, 2, 3).float() * 50
+    m = E.tf_metrics(perfect, target)
+    assert m['token_acc'] == 1 and m['ce'] < 1e-6
+    uniform = E.tf_metrics(torch.zeros(2, 3, 8, 4, 5), target)
+    assert uniform['ce'] == pytest.approx(np.log(8), rel=1e-5)
+    still = target[:, :1].expand(2, 4, 4, 5)
+    assert E.copy_last_token_acc(still) == 1
+    assert E.copy_last_token_acc(target) < 0.5
+
+
+def test_drift_summary_flags_a_frozen_texture_and_noise():
+    gt_change, gt_unique = 0.05, 200.0
+    ok = E.drift_summary([0.05] * 40, [190] * 40, gt_change, gt_unique)
+    frozen = E.drift_summary([0.05] * 10 + [0.0] * 30, [200] * 10 + [20] * 30, gt_change, gt_unique)
+    noise = E.drift_summary([0.3] * 40, [500] * 40, gt_change, gt_unique)
+    assert ok['verdict'] == 'ok' and frozen['verdict'] == 'collapsed codes' and noise['verdict'] == 'noise'
+    assert frozen['change_vs_gt'] == 0 and noise['change_vs_gt'] == pytest.approx(6)
+    # random inputs that change nothing (copy-last) are 'frozen'; under idle, standing still is right
+    assert E.drift_summary([0.0] * 40, [200] * 40, gt_change, gt_unique, moving=True)['verdict'] == 'frozen'
+    assert E.drift_summary([0.0] * 40, [200] * 40, gt_change, gt_unique)['verdict'] == 'ok'
+    assert E.bucket_means(np.arange(8), 4) == [0.5, 2.5, 4.5, 6.5]
+    tok = torch.zeros(2, 3, 4, 4, dtype=torch.long)
+    tok[:, 2, 0, :] = torch.arange(4)
+    assert E.unique_codes_curve(tok).tolist() == [1, 1, 4]
+
+
+def test_shuffle_actions_permutes_rows():
+    acts = torch.from_numpy(np.stack([A.preset_actions(a, 5) for a in E.ACTIONS]))   # [10, 5, 15]
+    sh = E.shuffle_actions(acts, torch.Generator().manual_seed(0))
+    assert sh.shape == acts.shape and not torch.equal(sh, acts)
+    key = lambda t: sorted(map(tuple, t.reshape(-1, t.shape[-1]).tolist()))
+    assert key(sh) == key(acts)
+
+
+def test_isolated_actions_and_following_ratio():
+    import idm as I
+    t = I.targets([-6, 6, 0, 0, 0, 0, 0, 0, 0, 0, -6], [0, 0, -3, 3, 0, 0, 0, 0, 0, 0, 3],
+                  [0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
+                  [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0], dict(yaw=(0.5, 4.0), pitch=0.5))
+    assert E.isolated_action(t).tolist() == ['turn_left', 'turn_right', 'look_up', 'look_down', 'forward', 'back',
+                                             'strafe_left', 'strafe_right', 'jump', 'idle', '']
+    model = dict(per_action={'idle': dict(acc=0.5), 'jump': dict(acc=0.2)}, overall=0.35)
+    ceiling = dict(per_action={'idle': dict(acc=1.0), 'jump': dict(acc=0.0)}, overall=0.5)
+    r = E.following_ratio(model, ceiling)
+    assert r['per_action'] == {'idle': 0.5, 'jump': None} and r['overall'] == pytest.approx(0.5)
+
+
+def test_replay_state_reproduces_the_recorded_frames():
+    frames, meta = bw.record_clip(11, frames=12)
+    world = bw.World(11, meta['biome'], meta['start_time'], meta['initial_weather'])
+    for t in (0, 5, 11):
+        assert np.array_equal(world.render(E.replay_state(world, meta, t), 128, 72, frame_index=t), frames[t])
+
+
+# ---------------------------------------------------------------- the baselines come out where they must
+
+def test_copy_last_holds_idle_better_than_any_move(lp, world_rollouts):
+    true = world_rollouts['true']                                     # [S, A, 1+STEPS, H, W, 3]
+    copy = np.repeat(true[:, :, :1], STEPS + 1, axis=2)
+    psnr = {a: np.array(E.psnr_by_horizon(copy[:, j, 1:], true[:, j, 1:])) for j, a in enumerate(E.ACTIONS)}
+    lpips = {a: np.array(E.lpips_by_horizon(lp, copy[:, j, 1:], true[:, j, 1:])) for j, a in enumerate(E.ACTIONS)}
+    moving = [a for a in E.ACTIONS if a != 'idle']
+    assert (psnr['idle'] > np.mean([psnr[a] for a in moving], 0)).all()
+    assert (lpips['idle'] < np.mean([lpips[a] for a in moving], 0)).all()
+    assert psnr['idle'].min() >= 99                                   # clear weather: idle is exactly still
+    assert E.action_sensitivity(copy, true)['overall'] == 0
+
+
+def test_sensitivity_oracle_beats_shuffled_beats_ignoring(world_rollouts):
+    true, shuffled = world_rollouts['true'], world_rollouts['shuffled']
+    oracle = E.action_sensitivity(true, true)
+    sh = E.action_sensitivity(shuffled, true)
+    ignoring = E.action_sensitivity(np.repeat(true[:, :1], len(E.ACTIONS), axis=1), true)   # idle for everything
+    assert oracle['overall'] == pytest.approx(1.0) and oracle['aligned_overall'] == pytest.approx(1.0)
+    assert 0 < sh['overall'] < 0.9 * oracle['overall'], sh['overall']
+    # the aligned version also tells 'apart in the wrong ways' from 'apart like the world'
+    assert sh['aligned_overall'] < 0.5 * oracle['aligned_overall'], sh['aligned_overall']
+    assert ignoring['overall'] == 0 and ignoring['aligned_overall'] == 0
+    mirrored = true[:, [0, 2, 1, 4, 3, 6, 5, 8, 7, 9]]     # every action's outcome swapped with its opposite's
+    assert E.action_sensitivity(mirrored, true)['aligned_overall'] < 0.5
+
+
+def test_idm_following_oracle_beats_shuffled_and_ignoring_is_at_chance(world_rollouts, tmp_path_factory):
+    import idm as I
+    idm = I.load_idm(shared_idm(tmp_path_factory)['path'])
+    true, shuffled = world_rollouts['true'], world_rollouts['shuffled']
+    S, n_act = true.shape[:2]
+    tgt_one = [I.targets_from_records(r, idm.edges) for r in world_rollouts['records']]
+    tgt = {g: np.tile(np.concatenate([t[g] for t in tgt_one]), S) for g in tgt_one[0]}
+    names = np.tile(np.repeat(E.ACTIONS, STEPS), S)
+
+    def follow(frames):
+        pred = I.predict(idm, frames[:, :, :-1].reshape(-1, 72, 128, 3), frames[:, :, 1:].reshape(-1, 72, 128, 3))
+        return E.idm_following(pred, tgt, names)
+
+    oracle, sh = follow(true), follow(shuffled)
+    ignoring = follow(np.repeat(true[:, :1], n_act, axis=1))
+    print('oracle', oracle['overall'], 'shuffled', sh['overall'], 'ignoring', ignoring['overall'])
+    assert oracle['overall'] > 0.5
+    assert sh['overall'] < oracle['overall'] - 0.2
+    for g in ('yaw_dir', 'pitch', 'ws', 'ad', 'camera'):
+        present = len(np.unique(tgt[g]))
+        assert ignoring['groups'][g]['balanced_acc'] <= 1 / present + 1e-9, g   # at or below chance
+        assert oracle['groups'][g]['balanced_acc'] > ignoring['groups'][g]['balanced_acc'], g
+    assert oracle['per_action']['turn_left']['acc'] > 0.8 and oracle['per_action']['turn_right']['acc'] > 0.8
+    r = E.following_ratio(sh, oracle)
+    assert r['overall'] < 0.7
+
+
+# ---------------------------------------------------------------- end to end
+
+def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tmp_path_factory):
+    idm = shared_idm(tmp_path_factory)
+    out = tmp_path / 'eval'
+    res = E.main(['--ckpt', tiny_ckpt['run'], '--data', tiny_ckpt['data'], '--idm', idm['path'], '--out', str(out),
+                  '--quick', '--device', 'cpu'])
+    saved = json.loads((out / 'eval.json').read_text())
+    assert saved == json.loads(json.dumps(res))
+    assert {'settings', 'teacher_forced', 'open_loop', 'stability', 'scripted', 'report'} <= set(saved)
+    s = saved['settings']
+    assert s['quick'] and s['step'] == 30 and s['checkpoint'].endswith('ckpt_0000030.pt')
+    tf = saved['teacher_forced']
+    assert {'model', 'shuffled_actions', 'copy_last'} <= set(tf) and 0 <= tf['model']['token_acc'] <= 1
+    for key in ('ctx1', f"ctx{s['ctx_frames']}"):
+        ol = saved['open_loop'][key]
+        assert ol['horizon'] == max(s['horizons'])
+        for g in ('model', 'copy_last', 'shuffled_actions'):
+            assert len(ol[g]['vs_decoded']['psnr']) == ol['horizon']
+            assert len(ol[g]['vs_real']['lpips']) == len(ol['perceptual_steps']) and ol['perceptual_steps'][0] == 1
+            assert len(ol[g]['vs_decoded']['ssim']) == len(ol['perceptual_steps'])
+            assert len(ol[g]['unique_codes']) == ol['horizon']
+        assert len(ol['vq_ceiling']['psnr']) == ol['horizon']
+        assert 'model/vs_decoded/psnr@1' in ol['summary']
+    st = saved['stability']
+    assert st['steps'] == s['stability_steps'] and {'frame_change', 'unique_codes'} <= set(st['gt'])
+    for mode in ('idle', 'random'):
+        assert {'frame_change', 'unique_codes', 'verdict', 'change_vs_gt', 'unique_vs_gt'} <= set(st[mode]['model'])
+    sc = saved['scripted']
+    assert sc['actions'] == list(E.ACTIONS)
+    cf = sc['counterfactual']
+    assert cf['horizons'] == list(s['cf_horizons'])
+    assert set(cf['per_action']) == set(E.ACTIONS)
+    assert set(cf['per_action']['turn_left']) == {'model', 'copy_last', 'shuffled_actions', 'vq_ceiling'}
+    assert cf['sensitivity']['copy_last']['overall'] == 0
+    assert {'moving', 'idle'} <= set(cf)
+    fol = sc['following']
+    assert {'model', 'copy_last', 'shuffled_actions', 'ceiling_true_render', 'ceiling_real', 'ratio'} <= set(fol)
+    assert set(fol['model']['per_action']) == set(E.ACTIONS)
+    assert fol['ratio']['ceiling'] == 'ceiling_true_render' and 'overall' in fol['ratio']['model']
+    files = set(os.listdir(out))
+    assert {'eval.json', 'index.html', 'open_loop_metrics.png', 'stability_metrics.png', 'counterfactual_metrics.png',
+            'action_following.png', 'counterfactual_turn_left.png'} <= files
+    assert set(saved['report']['pngs']) <= files
+    html = (out / 'index.html').read_text()
+    assert all(p in html for p in saved['report']['pngs'])
