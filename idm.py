@@ -29,13 +29,14 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from atomicio import atomic_torch_save
 
 # ---- data ----
 DATA_DIR = 'data/blockworld'   # GF layout: metadata/<stem>.json + video/<stem>.mp4
@@ -279,17 +280,7 @@ def save_idm(path, idm, extra=None):
     ckpt = dict(config=idm.config(), model=idm.state_dict(),
                 edges=dict(yaw=[float(v) for v in idm.edges['yaw']], pitch=float(idm.edges['pitch'])),
                 groups=[list(g) for g in GROUPS], **(extra or {}))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.pt')
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(ckpt, path)
     return path
 
 

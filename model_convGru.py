@@ -21,7 +21,6 @@ sprint sneak. Other action_dim (e.g. the 5-D v4 encoding) gets a single FiLM MLP
 """
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from typing import List
 
@@ -29,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from atomicio import atomic_torch_save
 
 # v5 action layout (kept in sync with actions.py by hand: this file must not depend on it)
 V5_ACTION_DIM = 15
@@ -480,16 +481,7 @@ def save_world_model(path, model, extra=None):
     if {'config', 'model'} & set(extra):
         raise ValueError("extra must not use the keys 'config' or 'model'")
     ckpt = {'config': model.config.to_dict(), 'model': model.state_dict(), **extra}
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(ckpt, path)
 
 
 def load_world_model(path, map_location='cpu', weights_only=True):

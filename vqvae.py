@@ -17,11 +17,12 @@ train/val split of clips shared by train_vqvae.py and preprocessing.
 """
 import dataclasses
 import os
-import tempfile
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from atomicio import atomic_torch_save
 
 
 # ----------------------------------------------------------------------------- config
@@ -283,18 +284,7 @@ def save_vqvae(path, model, optimizer=None, step=0, extra=None):
         if k in ckpt:
             raise KeyError(f"save_vqvae: extra key {k!r} would overwrite a checkpoint field")
         ckpt[k] = v
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix='.pt')
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(ckpt, path)
     return path
 
 
