@@ -622,10 +622,8 @@ def write_video(path, frames, fps=FPS):
 
 
 def write_json(path, obj):
-    tmp = os.path.join(os.path.dirname(path) or '.', '.tmp_' + os.path.basename(path))
-    with open(tmp, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    from atomicio import atomic_write
+    atomic_write(path, lambda f: json.dump(obj, f), mode='w')
 
 
 def clip_stem(seed):

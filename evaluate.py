@@ -28,11 +28,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
+
+from atomicio import atomic_write
 
 # ---- what to measure (flags override; --quick swaps in QUICK) ----
 CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
@@ -901,7 +902,7 @@ def write_html(out_dir, res, pngs):
             f"data {html.escape(str(s.get('data')))}, split {s.get('split')}, quick={s.get('quick')}</p>"
             f"<p><a href='eval.json'>eval.json</a> holds every figure.</p>"
             f"<table border=1 cellpadding=3>{rows}</table>{imgs}</body></html>")
-    atomic_text(os.path.join(out_dir, 'index.html'), page)
+    atomic_write(os.path.join(out_dir, 'index.html'), lambda f: f.write(page), mode='w')
 
 
 def _f(v, fmt='{:.3f}'):
@@ -964,15 +965,6 @@ def summary_rows(res):
     return out
 
 
-def atomic_text(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp_', suffix=os.path.splitext(path)[1])
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
-
-
 def _jsonable(o):
     if isinstance(o, dict):
         return {str(k): _jsonable(v) for k, v in o.items()}
@@ -988,19 +980,6 @@ def _jsonable(o):
 
 
 # ============================================================================ main
-
-def resolve_checkpoint(path):
-    """A checkpoint file, or a run folder (its newest checkpoint)."""
-    if os.path.isdir(path):
-        from train import checkpoint_paths
-        found = checkpoint_paths(path)
-        if not found:
-            raise SystemExit(f"{path}: no ckpt_*.pt in this run folder")
-        return found[-1]
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path}: checkpoint not found")
-    return path
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -1043,7 +1022,11 @@ def run(args):
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
-    ckpt_path = resolve_checkpoint(args.ckpt)
+    from inference import resolve_checkpoint
+    try:
+        ckpt_path = resolve_checkpoint(args.ckpt)
+    except FileNotFoundError as e:
+        raise SystemExit(str(e))
     model, ck = load_world_model(ckpt_path, map_location=device, weights_only=False)
     model.eval()
     tc = ck.get('train_config') or {}
@@ -1109,7 +1092,7 @@ def run(args):
     res['report'] = dict(html='index.html', pngs=pngs)
     res['settings']['seconds'] = round(time.time() - t0, 1)
     res = _jsonable(res)
-    atomic_text(os.path.join(out_dir, 'eval.json'), json.dumps(res, indent=1))
+    atomic_write(os.path.join(out_dir, 'eval.json'), lambda f: f.write(json.dumps(res, indent=1)), mode='w')
     rows = summary_rows(res)
     w = max(len(k) for k, _ in rows) if rows else 0
     print(f"\n{'=' * 20} {ckpt_path} (step {ck.get('step')}) on {data} [{clips.split}] {'=' * 20}")
