@@ -232,6 +232,22 @@ def action_stats(actions_v5):
                 cooccurrence={name: share(m.sum()) for name, m in zip(COOCCURRENCE_NAMES, co)})
 
 
+def balance_weights(actions_v5):
+    """Per-transition sampling weight for action-balanced training: the inverse frequency of its
+    rarest active bin (a yaw or pitch move, or a key), or of 'idle' when nothing is active;
+    normalised to mean 1. A rare action (jump, back) then weighs as much in total as a common one."""
+    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
+    active = a.copy()
+    active[:, [2, 6]] = False                   # 'yaw none' and 'pitch level' are the resting bins
+    idle = ~active.any(1)
+    if not len(a):
+        return np.zeros(0)
+    inv = 1.0 / np.maximum(active.mean(0), 1e-12)
+    w = np.where(active, inv, 0).max(1)
+    w[idle] = 1.0 / max(idle.mean(), 1e-12)
+    return w / w.mean()
+
+
 def format_action_stats(stats):
     """A printable table of action_stats()."""
     f = stats['frequencies']

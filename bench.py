@@ -91,10 +91,15 @@ def build(preset, device):
     return cfg, model, vq
 
 
-def bench_train(preset, device, quick):
+def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
+    """One training step of a preset (all losses on, schedules at their end values), timed."""
     import train
     from perceptual import build_lpips
+    from rollout import autocast
     cfg, model, vq = build(preset, device)
+    if channels_last:
+        model.to_channels_last()
+        vq.to(memory_format=torch.channels_last)
     batch = cfg['BATCH_SIZE'] if device.type == 'cuda' else min(cfg['BATCH_SIZE'], CPU_V62_BATCH
                                                                  if cfg['MODEL_PRESET'] != 'demo' else cfg['BATCH_SIZE'])
     ar = cfg['AR_MIN_LEN'] if cfg['AR_CURRICULUM'] else 0
@@ -105,9 +110,11 @@ def bench_train(preset, device, quick):
     acts[:, :, 2] = acts[:, :, 6] = 1
     acts[:, :, 8] = 1
     lp = build_lpips(device) if cfg['LPIPS_WEIGHT'] > 0 else None
+    if lp is not None and channels_last:
+        lp.to(memory_format=torch.channels_last)
     loss_fn = train.WindowLoss(model, vq, lp)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == 'cuda')
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+    amp = autocast(device, dtype)
     knobs = train.make_knobs(cfg, step=10 ** 9)  # schedules at their end values
 
     def step():
@@ -124,9 +131,27 @@ def bench_train(preset, device, quick):
     peak = next((v for k, v in train.PEAKS.items() if k in torch.cuda.get_device_name(device)), 0) \
         if device.type == 'cuda' else 0
     out = {'steps/s': 1 / med, 'samples/s': batch / med, 'TFLOP/s': flops / med / 1e12,
+           'autocast': str(amp.fast_dtype).replace('torch.', '') if amp._enabled else 'off',
            'batch': batch, 'window (TF+AR)': f"{cfg['SEQ_LEN']}+{ar}", 'params (M)': sum(p.numel() for p in model.parameters()) / 1e6}
     if peak:
         out['MFU'] = flops / med / peak
+    return out
+
+
+SPEEDUP_VARIANTS = (('fp32', False), ('bf16', False), ('bf16', True))   # (DTYPE, channels_last)
+
+
+def bench_speedups(device, quick):
+    """Before/after in one run: the demo training step with each speed switch, as a ratio to fp32."""
+    out, base = {}, None
+    for dtype, cl in SPEEDUP_VARIANTS:
+        r = bench_train('config/demo_cpu.py', device, quick, dtype, cl)
+        name = f"DTYPE={dtype}{' + channels_last' if cl else ''}"
+        base = base or r['steps/s']
+        out[f'{name}: steps/s'] = r['steps/s']
+        out[f'{name}: x fp32'] = r['steps/s'] / base
+        if dtype != 'fp32' and r['autocast'] == 'off':
+            out[f'{name}: note'] = 'no native bf16 here: ran in fp32'
     return out
 
 
@@ -229,7 +254,8 @@ def fmt(v):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--only', default='train,live,vq,data,render', help='comma list of: train, live, vq, data, render')
+    p.add_argument('--only', default='train,speedups,live,vq,data,render',
+                   help='comma list of: train, speedups, live, vq, data, render')
     p.add_argument('--quick', action='store_true', help='fewer repeats (a smoke test, not for RESULTS.md)')
     p.add_argument('--device', default='auto')
     p.add_argument('--out', default=RESULTS)
@@ -245,6 +271,9 @@ def main(argv=None):
         for preset in TRAIN_PRESETS:
             print(f"train {preset} ...", flush=True)
             rows.append((f"train step, {preset}", bench_train(preset, device, args.quick)))
+    if 'speedups' in only:
+        print("speed switches on the demo step ...", flush=True)
+        rows.append(("train step, config/demo_cpu.py", bench_speedups(device, args.quick)))
     if 'live' in only:
         for preset in TRAIN_PRESETS:
             print(f"live {preset} ...", flush=True)

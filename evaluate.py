@@ -441,11 +441,32 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     tok, act = clips.windows(rows, T + 1)
     tok, act = tok.to(device), act.to(device)
     out = dict(windows=int(len(rows)), transitions=T)
-    logits, _ = model(tok[:, :T], act[:, :T])
+    logits, _, top = model(tok[:, :T], act[:, :T], return_hidden=True)
     out['model'] = tf_metrics(logits, tok[:, 1:])
     logits, _ = model(tok[:, :T], shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2)))
     out['shuffled_actions'] = tf_metrics(logits, tok[:, 1:])
     out['copy_last'] = dict(token_acc=copy_last_token_acc(tok))
+    # "action echo" (FACTS §5): do the actions help predict the next frame (CE gain over shuffled
+    # actions), or are they only readable back from the hidden state by the model's IDM head?
+    out['action_ce_gain'] = out['shuffled_actions']['ce'] - out['model']['ce']
+    if model.config.use_idm and model.config.action_dim == 15:
+        out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
+    return out
+
+
+def idm_head_accuracy(model, top, act):
+    """The model's own IDM head on consecutive top maps (span 1) vs the recorded actions: yaw bin,
+    pitch bin and key accuracy, and the same for a head that always says the most common answer."""
+    lg = model.idm(top[:, :-1].flatten(0, 1), top[:, 1:].flatten(0, 1), 1).float()
+    a = act[:, 1:].flatten(0, 1).float()
+    out = {}
+    for name, sl in (('yaw', slice(0, 5)), ('pitch', slice(5, 8))):
+        t = a[:, sl].argmax(1)
+        out[name] = float((lg[:, sl].argmax(1) == t).float().mean())
+        out[name + '_majority'] = float(torch.bincount(t).max() / len(t))
+    keys = a[:, 8:12] > 0.5
+    out['wasd'] = float(((lg[:, 8:12] > 0) == keys).float().mean())
+    out['wasd_majority'] = float(torch.maximum(keys.float().mean(0), 1 - keys.float().mean(0)).mean())
     return out
 
 
@@ -918,6 +939,11 @@ def summary_rows(res):
                     f"model {tf['model']['ce']:.3f} / {tf['model']['token_acc']:.3f}   shuffled "
                     f"{tf['shuffled_actions']['ce']:.3f} / {tf['shuffled_actions']['token_acc']:.3f}   copy-last acc "
                     f"{tf['copy_last']['token_acc']:.3f}"))
+        if 'idm_head' in tf:
+            h = tf['idm_head']
+            out.append(("action echo: CE gain from actions / IDM head acc", f"{tf['action_ce_gain']:+.4f} nats   "
+                        f"yaw {h['yaw']:.2f} (majority {h['yaw_majority']:.2f})  pitch {h['pitch']:.2f} "
+                        f"({h['pitch_majority']:.2f})  WASD {h['wasd']:.2f} ({h['wasd_majority']:.2f})"))
     for key, r in res.get('open_loop', {}).items():
         if 'summary' not in r:
             continue

@@ -14,6 +14,7 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
   IDM head      idm(h_prev, h_cur, dt) -> logits of the action summed over the dt-step window
   camera warp   yaw/pitch bins shift the token embedding (or every hidden map) by whole cells
   zero-init head  logits are exactly zero at init
+  coord channels / action planes  extra input planes: where a cell is, and the action, per cell
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -70,6 +71,11 @@ class WorldModelConfig:
     idm_dropout: float = 0.1
     # camera warp: content shift in cells per bin (+x = content moves right, +y = content moves down)
     camera_warp: str = 'input'         # 'input' (token embedding), 'hidden' (every hidden map), 'none'
+    # extra input planes beside the token embedding (both off in v6.2)
+    coord_channels: bool = False       # 2 fixed planes (x, y in [-1, 1]): convs alone cannot tell the centre
+                                       # from the edge, but forward/back moves content away from/to the centre
+    action_planes: bool = False        # the action vector broadcast over the grid: conditioning beyond
+                                       # FiLM's per-channel scale and shift, mixed with position by the convs
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # output / runtime
@@ -292,7 +298,8 @@ class WorldModelConvFiLM(nn.Module):
         cfg = self.config = config
         C = cfg.hidden_dim
         self.embed = nn.Embedding(cfg.codebook_size, cfg.embed_dim)
-        self.in_proj = nn.Conv2d(cfg.embed_dim, C, 1)   # so every GRU layer (and residual) is C wide
+        extra = (2 if cfg.coord_channels else 0) + (cfg.action_dim if cfg.action_planes else 0)
+        self.in_proj = nn.Conv2d(cfg.embed_dim + extra, C, 1)   # so every GRU layer (and residual) is C wide
         self.cells = nn.ModuleList(ConvGRUCell(C, C, cfg.kernel_size, d) for d in cfg.layer_dilations)
         if cfg.film_split:
             self.film_cam = FiLMNet(CAMERA_SLICE.stop - CAMERA_SLICE.start, cfg.film_dim, cfg.n_layers, C)
@@ -307,6 +314,9 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.zero_init_head:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        if cfg.coord_channels:
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, cfg.height), torch.linspace(-1, 1, cfg.width), indexing='ij')
+            self.register_buffer('coords', torch.stack([xs, ys]), persistent=False)
         if cfg.camera_warp != 'none':
             self.register_buffer('yaw_shift', torch.tensor(cfg.warp_yaw_shift, dtype=torch.float32), persistent=False)
             self.register_buffer('pitch_shift', torch.tensor(cfg.warp_pitch_shift, dtype=torch.float32), persistent=False)
@@ -347,16 +357,22 @@ class WorldModelConvFiLM(nn.Module):
         return dx, dy
 
     def embed_tokens(self, tokens, actions):
-        """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E,H,W), warped when camera_warp='input'."""
+        """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E(+planes),H,W), warped when camera_warp='input'."""
         if tokens.is_floating_point():   # soft feedback: expected embedding under the predicted distribution
             x = torch.einsum('btkhw,ke->btehw', tokens.to(self.embed.weight.dtype), self.embed.weight)
         else:
             x = self.embed(tokens).permute(0, 1, 4, 2, 3)
-        if self.config.camera_warp == 'input':
-            B, T = x.shape[:2]
+        cfg = self.config
+        B, T, _, H, W = x.shape
+        if cfg.camera_warp == 'input':
             dx, dy = self.camera_shifts(actions)
             x = shift_maps(x.flatten(0, 1), dx.flatten(), dy.flatten()).view(B, T, *x.shape[2:])
-        return x
+        planes = [x]
+        if cfg.coord_channels:   # after the warp: they say where a cell is on screen, which never moves
+            planes.append(self.coords.to(x.dtype).expand(B, T, 2, H, W))
+        if cfg.action_planes:
+            planes.append(actions.to(x.dtype)[..., None, None].expand(B, T, cfg.action_dim, H, W))
+        return torch.cat(planes, 2) if len(planes) > 1 else x
 
     def film_params(self, actions):
         """(B,T,A) -> gamma, beta of shape (B,T,n_layers,C), clamped; (None, None) without FiLM."""
@@ -457,7 +473,8 @@ class WorldModelConvFiLM(nn.Module):
         the warp and the embedding lookup are not counted. The IDM is not part of a step."""
         cfg = self.config
         C, HW, k2 = cfg.hidden_dim, cfg.height * cfg.width, cfg.kernel_size ** 2
-        macs = cfg.embed_dim * C * HW                               # in_proj
+        extra = (2 if cfg.coord_channels else 0) + (cfg.action_dim if cfg.action_planes else 0)
+        macs = (cfg.embed_dim + extra) * C * HW                     # in_proj
         macs += cfg.n_layers * k2 * (2 * C) * (3 * C) * HW          # fused gates + candidate
         macs += C * cfg.codebook_size * HW                          # head
         if cfg.use_film:

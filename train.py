@@ -29,6 +29,8 @@ OUT_DIR = 'checkpoints/ochre-v6.2'   # the run folder: checkpoints, metrics.json
 SEQ_LEN = 16                 # teacher-forced transitions per window (the AR steps come after them)
 BATCH_SIZE = 20              # per process
 NUM_WORKERS = 2              # DataLoader workers per process
+BALANCE_ACTIONS = 0.0        # window sampling: 0 uniform; 1 weighted by the inverse frequency of each
+                             # transition's rarest action (mean over the window); between: weight ** this
 # ---- model ----
 MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
 MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}
@@ -73,7 +75,7 @@ ENTROPY_WEIGHT = 0.01        # entropy bonus (anti-collapse), fading to 0...
 ENTROPY_STEPS = 5000         # ...over this many steps
 # ---- runtime ----
 DEVICE = 'auto'              # auto | cpu | cuda | cuda:1
-DTYPE = 'bf16'               # autocast dtype on CUDA: bf16 | fp16 | fp32 (CPU always fp32)
+DTYPE = 'bf16'               # autocast dtype: bf16 | fp16 | fp32 (CPU: bf16 where it has native bf16, else fp32)
 COMPILE = False              # torch.compile the model
 CPU_THREADS = 0              # torch CPU threads; 0: torch's default. 1 is faster on a busy 2-core box (OpenMP thrashes)
 SEED = 1337
@@ -96,7 +98,7 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
-from rollout import decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
+from rollout import autocast, decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
 from tokendata import TokenCache, WindowDataset  # noqa: E402
 
 PEAKS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'RTX 4090': 165e12,
@@ -334,17 +336,33 @@ def set_rng_state(s):
 
 # ------------------------------------------------------------------ data
 class StepBatchSampler(torch.utils.data.Sampler):
-    """Batch of step s = a function of (seed, rank, s) alone, so a resumed run sees the same data."""
+    """Batch of step s = a function of (seed, rank, s) alone, so a resumed run sees the same data.
+    p: optional sampling probabilities of the n windows (action balancing); None = uniform."""
 
-    def __init__(self, n, batch, seed, rank, start_step, max_steps):
+    def __init__(self, n, batch, seed, rank, start_step, max_steps, p=None):
         self.n, self.batch, self.seed, self.rank, self.start, self.max = n, batch, seed, rank, start_step, max_steps
+        self.p = p
 
     def __iter__(self):
         for s in range(self.start, self.max):
-            yield np.random.default_rng([self.seed, self.rank, s]).integers(0, self.n, self.batch).tolist()
+            rng = np.random.default_rng([self.seed, self.rank, s])
+            idx = rng.integers(0, self.n, self.batch) if self.p is None else rng.choice(self.n, self.batch, p=self.p)
+            yield idx.tolist()
 
     def __len__(self):
         return max(0, self.max - self.start)
+
+
+def window_probabilities(cache, starts, frames, power):
+    """Sampling probabilities of windows (start rows, `frames` frames each) for BALANCE_ACTIONS=power:
+    proportional to (mean balance weight of the window's transitions) ** power."""
+    if cache.action_dim != 15:
+        raise ValueError(f"BALANCE_ACTIONS needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D actions")
+    w = A.balance_weights(cache.actions)
+    cs = np.concatenate([[0.0], np.cumsum(w)])
+    starts = np.asarray(starts)
+    p = ((cs[starts + frames - 1] - cs[starts]) / (frames - 1)) ** power
+    return p / p.sum()
 
 
 # ------------------------------------------------------------------ images
@@ -441,10 +459,8 @@ def main(argv):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': None}[DTYPE]
-    use_amp = device.type == 'cuda' and amp_dtype is not None
-    amp = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=use_amp)
-    scaler = torch.amp.GradScaler('cuda') if use_amp and amp_dtype == torch.float16 else None
+    amp = autocast(device, DTYPE)
+    scaler = torch.amp.GradScaler('cuda') if amp._enabled and amp.fast_dtype == torch.float16 else None
 
     # data
     cache = TokenCache(DATA_DIR) if master or not ddp else None
@@ -453,6 +469,7 @@ def main(argv):
         cache = cache or TokenCache(DATA_DIR)
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
     train_set = WindowDataset(cache, 'train', frames)
+    window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS) if BALANCE_ACTIONS else None
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
     edges = A.edges_from_manifest(manifest)
@@ -512,7 +529,7 @@ def main(argv):
             run_model, device_ids=[local_rank] if device.type == 'cuda' else None)
 
     loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=StepBatchSampler(len(train_set), BATCH_SIZE, SEED, rank, step, MAX_STEPS),
+        train_set, batch_sampler=StepBatchSampler(len(train_set), BATCH_SIZE, SEED, rank, step, MAX_STEPS, window_p),
         num_workers=NUM_WORKERS, pin_memory=device.type == 'cuda', persistent_workers=False,
         generator=torch.Generator().manual_seed(SEED))  # its own generator: the global RNG stays reproducible
 

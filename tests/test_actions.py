@@ -128,3 +128,18 @@ def test_encode_glue_records_and_arrays_agree():
     assert np.allclose(v4, [[0.2, -0.1, 1, 1, 0], [-0.01, 0, 0, -1, 1]])
     with pytest.raises(ValueError):
         A.encode(arrays, 'v6')
+
+
+def test_balance_weights_equalise_action_totals():
+    # 80 transitions walking forward, 10 walking back, 10 idle: each group gets the same total weight
+    a = np.zeros((100, 15), np.float32)
+    a[:, 2] = a[:, 6] = 1
+    a[:80, 8] = 1
+    a[80:90, 10] = 1
+    w = A.balance_weights(a)
+    assert abs(w.mean() - 1) < 1e-9
+    assert np.allclose([w[:80].sum(), w[80:90].sum(), w[90:].sum()], 100 / 3)
+    # a transition counts by its rarest active bin: forward + a rare jump weighs like a jump
+    a[0, 12] = 1
+    w = A.balance_weights(a)
+    assert w[0] > 50 * w[1]

@@ -111,6 +111,25 @@ def test_drift_summary_flags_a_frozen_texture_and_noise():
     assert E.unique_codes_curve(tok).tolist() == [1, 1, 4]
 
 
+def test_idm_head_accuracy_against_known_actions():
+    from model_convGru import WorldModelConfig, WorldModelConvFiLM
+    model = WorldModelConvFiLM(WorldModelConfig(codebook_size=8, embed_dim=4, hidden_dim=4, n_layers=1, height=4,
+                                                width=4, film_dim=4, attn_dim=4, attn_heads=1, idm_dim=4,
+                                                idm_pool=(1, 1), idm_hidden=4))
+    act = torch.zeros(1, 5, 15)
+    act[0, :, 2] = act[0, :, 6] = 1                      # yaw none, pitch level...
+    act[0, 1, 2], act[0, 1, 4] = 0, 1                     # ...except a fast right turn at t=1
+    act[0, :3, 8] = 1                                     # W for 3 of the 5 steps
+    top = torch.zeros(1, 5, 4, 4, 4)
+    # a head that reads the action exactly (what an "echo" gives) scores 1; the majority baselines
+    # are the share of the commonest class among the 4 scored steps (t = 1..4)
+    model.idm = lambda h_prev, h_cur, dt: torch.where(act[0, 1:] > 0.5, 5.0, -5.0)
+    h = E.idm_head_accuracy(model, top, act)
+    assert h['yaw'] == h['pitch'] == h['wasd'] == 1.0
+    assert h['yaw_majority'] == 0.75 and h['pitch_majority'] == 1.0
+    assert np.isclose(h['wasd_majority'], (0.5 + 1 + 1 + 1) / 4)   # W down at t=1,2 of 1..4
+
+
 def test_shuffle_actions_permutes_rows():
     acts = torch.from_numpy(np.stack([A.preset_actions(a, 5) for a in E.ACTIONS]))   # [10, 5, 15]
     sh = E.shuffle_actions(acts, torch.Generator().manual_seed(0))
@@ -208,6 +227,8 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert s['quick'] and s['step'] == 30 and s['checkpoint'].endswith('ckpt_0000030.pt')
     tf = saved['teacher_forced']
     assert {'model', 'shuffled_actions', 'copy_last'} <= set(tf) and 0 <= tf['model']['token_acc'] <= 1
+    assert np.isclose(tf['action_ce_gain'], tf['shuffled_actions']['ce'] - tf['model']['ce'])
+    assert all(0 <= tf['idm_head'][k] <= 1 for k in ('yaw', 'pitch', 'wasd', 'yaw_majority'))
     for key in ('ctx1', f"ctx{s['ctx_frames']}"):
         ol = saved['open_loop'][key]
         assert ol['horizon'] == max(s['horizons'])

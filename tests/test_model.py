@@ -531,3 +531,41 @@ def test_flops_per_step():
     assert f1 >= 2 * conv_w * c.height * c.width
     assert f1 < 1.2 * 2 * conv_w * c.height * c.width + 2 * sum(p.numel() for p in m.parameters())
     assert build(hidden_dim=24).flops_per_step(1) > 3 * f1   # ~quadratic in width
+
+
+def test_coord_channels_break_translation_symmetry():
+    # a uniform token grid: without coordinates every interior cell sees the same input and gives the
+    # same logits; with them the centre and an off-centre cell differ (forward/back needs that)
+    tok = torch.full((1, 1, 6, 8), 3, dtype=torch.long)
+    a = action(B=1)[:, None]
+    for coords in (False, True):
+        m = build(coord_channels=coords, camera_warp='none', kernel_size=1, dilations=(1, 1),
+                  use_temporal_attention=False)
+        assert m.in_proj.in_channels == 8 + (2 if coords else 0)
+        with torch.no_grad():
+            lg, _ = m(tok, a)
+        spread = (lg[0, 0] - lg[0, 0, :, :1, :1]).abs().max()
+        assert (spread > 1e-4) == coords, (coords, spread)
+    m = build(coord_channels=True)
+    assert torch.allclose(m.coords[0, 0], torch.linspace(-1, 1, 8)) and torch.allclose(m.coords[1, :, 0], torch.linspace(-1, 1, 6))
+
+
+def test_action_planes_carry_actions_without_film():
+    m = build(use_film=False, camera_warp='none', action_planes=True)
+    assert m.in_proj.in_channels == 8 + 15
+    tok = rand_tokens(2, 1, m.config)[:, 0]
+    st = warm_state(m)
+    with torch.no_grad():
+        base, _ = m.step(tok, action(B=2), st)
+        walk, _ = m.step(tok, action(keys=(0,), B=2), st)
+    assert (base - walk).abs().max() > 1e-4   # with neither FiLM nor warp, only the planes carry W
+    loop = build(action_planes=True, coord_channels=True)
+    tok, act = rand_tokens(2, 4, loop.config), rand_actions(2, 4)
+    with torch.no_grad():
+        full, _ = loop(tok, act)
+        st, steps = None, []
+        for t in range(4):
+            lg, st = loop.step(tok[:, t], act[:, t], st or loop.init_state(2))
+            steps.append(lg)
+    assert torch.allclose(full, torch.stack(steps, 1), atol=1e-5)
+    assert loop.flops_per_step(1) > build().flops_per_step(1)

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+import actions as A
 from tests.conftest import ROOT, TINY
 
 def run_train(data, out_dir, *extra, timeout=300, wait=True):
@@ -116,3 +117,24 @@ def test_curriculum_brake_and_gate():
     d = ARCurriculum(True, 0, 3, 6, True, 2.0, 1.5, 0.5, ema=0.9)
     d.load_state_dict(c.state_dict())
     assert d.ar_len == 6 and d.ratio == c.ratio
+
+
+def test_action_balanced_window_sampling(data):
+    import train
+    from tokendata import TokenCache, WindowDataset
+    cache = TokenCache(data['data'])
+    ds = WindowDataset(cache, 'train', 4)
+    p = train.window_probabilities(cache, ds.starts, 4, 1.0)
+    assert p.shape == (len(ds),) and abs(p.sum() - 1) < 1e-9
+    # the windows' probabilities follow the mean balance weight of their 3 transitions
+    w = A.balance_weights(cache.actions)
+    i = int(np.argmax(p))
+    s = ds.starts[i]
+    assert np.isclose(p[i] / p[0], w[s:s + 3].mean() / w[ds.starts[0]:ds.starts[0] + 3].mean())
+    assert np.allclose(train.window_probabilities(cache, ds.starts, 4, 0.0), 1 / len(ds))
+    # the sampler draws by p, and a given step always gives the same batch (resume)
+    sam = list(train.StepBatchSampler(len(ds), 64, 0, 0, 0, 200, p))
+    assert sam[5] == list(train.StepBatchSampler(len(ds), 64, 0, 0, 5, 6, p))[0]
+    drawn = np.bincount(np.concatenate(sam), minlength=len(ds)) / (64 * 200)
+    top = np.argsort(p)[-len(ds) // 4:]
+    assert drawn[top].sum() > p[top].sum() - 0.03 and p[top].sum() > 0.25 + 0.02
