@@ -232,19 +232,27 @@ def action_stats(actions_v5):
                 cooccurrence={name: share(m.sum()) for name, m in zip(COOCCURRENCE_NAMES, co)})
 
 
+def action_combos(actions_v5):
+    """Per transition, an id of its action combination: yaw direction x pitch x W/S x A/D x jump
+    (3*3*3*3*2 = 162 ids; sprint and sneak only modify W and are left out)."""
+    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
+    yaw = np.where(a[:, 0] | a[:, 1], 1, np.where(a[:, 3] | a[:, 4], 2, 0))
+    pitch = np.where(a[:, 5], 1, np.where(a[:, 7], 2, 0))
+    ws = np.where(a[:, 8] & ~a[:, 10], 1, np.where(a[:, 10] & ~a[:, 8], 2, 0))
+    ad = np.where(a[:, 9] & ~a[:, 11], 1, np.where(a[:, 11] & ~a[:, 9], 2, 0))
+    return (((yaw * 3 + pitch) * 3 + ws) * 3 + ad) * 2 + a[:, 12]
+
+
 def balance_weights(actions_v5):
     """Per-transition sampling weight for action-balanced training: the inverse frequency of its
-    rarest active bin (a yaw or pitch move, or a key), or of 'idle' when nothing is active;
-    normalised to mean 1. A rare action (jump, back) then weighs as much in total as a common one."""
-    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
-    active = a.copy()
-    active[:, [2, 6]] = False                   # 'yaw none' and 'pitch level' are the resting bins
-    idle = ~active.any(1)
-    if not len(a):
+    action combination (action_combos), normalised to mean 1. Every combination then weighs the
+    same in total: a rare isolated action (walking back with the camera still) as much as the
+    common ones it usually hides in (walking while turning), so the model can tell their effects apart."""
+    combo = action_combos(actions_v5)
+    if not len(combo):
         return np.zeros(0)
-    inv = 1.0 / np.maximum(active.mean(0), 1e-12)
-    w = np.where(active, inv, 0).max(1)
-    w[idle] = 1.0 / max(idle.mean(), 1e-12)
+    freq = np.bincount(combo, minlength=162) / len(combo)
+    w = 1.0 / freq[combo]
     return w / w.mean()
 
 

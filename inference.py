@@ -410,29 +410,49 @@ def write_outputs(out_dir, vq, context, tokens, actions, side_by_side=False, sca
 
 # ----------------------------------------------------------------------------- CLI
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
+def add_model_args(p, context_frames):
+    """The checkpoint and context flags inference.py and live_inference.py share."""
     p.add_argument('--ckpt', required=True, help='world-model checkpoint, or a run folder (its newest checkpoint)')
     p.add_argument('--vqvae', default=None, help="VQ-VAE checkpoint (default: the checkpoint's train_config)")
     p.add_argument('--context', default=None, help='.npz clip, video or image to start from (required)')
     p.add_argument('--start', type=int, default=0, help='first context frame in the clip / video')
-    p.add_argument('--context-frames', type=int, default=CONTEXT_FRAMES, help=f'K context frames (default {CONTEXT_FRAMES})')
+    p.add_argument('--context-frames', type=int, default=context_frames, help=f'K context frames (default {context_frames})')
+
+
+def add_sampling_args(p, sampling, temperature, top_k, top_p, seed, help):
+    """The sampling and runtime flags inference.py and live_inference.py share (each with its defaults)."""
+    p.add_argument('--sampling', default=sampling, choices=('greedy', 'sample'), help=help)
+    p.add_argument('--temperature', type=float, default=temperature)
+    p.add_argument('--top-k', type=int, default=top_k)
+    p.add_argument('--top-p', type=float, default=top_p)
+    p.add_argument('--seed', type=int, default=seed)
+    p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
+
+
+def start(args):
+    """Shared start of main(): None to go on, or the exit code after printing the error."""
+    if not args.context:
+        print(f"ERROR {_no_context_message()}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return None
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
+    add_model_args(p, CONTEXT_FRAMES)
     p.add_argument('--actions', required=True, help='recorded | preset[:n][,preset:n...] | GF record JSON file')
     p.add_argument('--steps', type=int, default=None, help=f'rollout length (default: all recorded/file actions, '
                                                             f'or {STEPS} for a preset)')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--sampling', default=SAMPLING, choices=('greedy', 'sample'))
-    p.add_argument('--temperature', type=float, default=TEMPERATURE)
-    p.add_argument('--top-k', type=int, default=TOP_K)
-    p.add_argument('--top-p', type=float, default=TOP_P)
-    p.add_argument('--seed', type=int, default=SEED)
+    add_sampling_args(p, SAMPLING, TEMPERATURE, TOP_K, TOP_P, SEED, 'sampling of the next tokens')
     p.add_argument('--num-rollouts', type=int, default=NUM_ROLLOUTS, help='rollouts run as one batch')
     p.add_argument('--device', default=DEVICE, help='auto | cpu | cuda')
     p.add_argument('--side-by-side', action='store_true', help='also compare with the ground truth (auto for recorded)')
     p.add_argument('--upscale', type=int, default=UPSCALE, help='nearest-neighbour video upscale')
     p.add_argument('--fps', type=float, default=FPS)
-    p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
     args = p.parse_args(argv)
     if args.num_rollouts < 1 or args.upscale < 1 or (args.steps is not None and args.steps < 1):
         p.error('--num-rollouts, --upscale and --steps must be >= 1')
@@ -441,11 +461,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.context:
-        print(f"ERROR {_no_context_message()}", file=sys.stderr)
+    if start(args) is not None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         model, vq, edges, ck = load(args.ckpt, args.vqvae, args.device)
         actions = None if args.actions == 'recorded' else parse_actions(args.actions, edges, args.steps)

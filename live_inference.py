@@ -441,22 +441,13 @@ def run_headless(loop, frames, script=None, events=None):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('\n\n', 1)[1])
-    p.add_argument('--ckpt', required=True, help='world-model checkpoint, or a run folder (its newest checkpoint)')
-    p.add_argument('--vqvae', default=None, help="VQ-VAE checkpoint (default: the checkpoint's train_config)")
-    p.add_argument('--context', default=None, help='.npz clip, video or image to start from (required)')
-    p.add_argument('--start', type=int, default=0, help='first context frame')
-    p.add_argument('--context-frames', type=int, default=CONTEXT_FRAMES)
+    I.add_model_args(p, CONTEXT_FRAMES)
     p.add_argument('--fps', type=float, default=FPS, help='frame rate the window paces itself to')
     p.add_argument('--scale', type=int, default=SCALE, help='window scale')
     p.add_argument('--record', default=None, metavar='OUT_DIR', help='save the session as a GF-layout clip here')
     p.add_argument('--device', default=DEVICE, help='auto | cpu | cuda')
     p.add_argument('--compile', action='store_true', help='torch.compile the step (CUDA: with CUDA graphs)')
-    p.add_argument('--sampling', default='greedy', choices=('greedy', 'sample'), help='initial mode (G toggles)')
-    p.add_argument('--temperature', type=float, default=TEMPERATURE)
-    p.add_argument('--top-k', type=int, default=TOP_K)
-    p.add_argument('--top-p', type=float, default=TOP_P)
-    p.add_argument('--seed', type=int, default=SEED)
-    p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
+    I.add_sampling_args(p, 'greedy', TEMPERATURE, TOP_K, TOP_P, SEED, 'initial mode (G toggles)')
     p.add_argument('--script', default=None, help='headless: GF per-frame record JSON driving the steps')
     p.add_argument('--frames', type=int, default=None, help='headless: number of steps (window: quit after)')
     p.add_argument('--out', default=None, help='headless: output folder (live.mp4, frames.npy, tokens.npy)')
@@ -470,11 +461,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.context:
-        print(f"ERROR {I._no_context_message()}", file=sys.stderr)
+    if I.start(args) is not None:
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         model, vq, edges, ck = I.load(args.ckpt, args.vqvae, args.device)
         context = I.load_context(args.context, vq, edges, args.start, args.context_frames, future=0)

@@ -30,7 +30,7 @@ SEQ_LEN = 16                 # teacher-forced transitions per window (the AR ste
 BATCH_SIZE = 20              # per process
 NUM_WORKERS = 2              # DataLoader workers per process
 BALANCE_ACTIONS = 0.0        # window sampling: 0 uniform; 1 weighted by the inverse frequency of each
-                             # transition's rarest action (mean over the window); between: weight ** this
+                             # transition's action combination (mean over the window); between: weight ** this
 # ---- model ----
 MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
 MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}

@@ -130,8 +130,8 @@ def test_encode_glue_records_and_arrays_agree():
         A.encode(arrays, 'v6')
 
 
-def test_balance_weights_equalise_action_totals():
-    # 80 transitions walking forward, 10 walking back, 10 idle: each group gets the same total weight
+def test_balance_weights_equalise_action_combinations():
+    # 80 transitions walking forward, 10 walking back, 10 idle: each gets the same total weight
     a = np.zeros((100, 15), np.float32)
     a[:, 2] = a[:, 6] = 1
     a[:80, 8] = 1
@@ -139,7 +139,12 @@ def test_balance_weights_equalise_action_totals():
     w = A.balance_weights(a)
     assert abs(w.mean() - 1) < 1e-9
     assert np.allclose([w[:80].sum(), w[80:90].sum(), w[90:].sum()], 100 / 3)
-    # a transition counts by its rarest active bin: forward + a rare jump weighs like a jump
-    a[0, 12] = 1
+    # co-occurrence: forward while turning right (common) and forward alone (rare) are told apart
+    a[:60, 2], a[:60, 4] = 0, 1
     w = A.balance_weights(a)
-    assert w[0] > 50 * w[1]
+    assert np.allclose([w[:60].sum(), w[60:80].sum(), w[80:90].sum(), w[90:].sum()], 25)
+    assert len(set(A.action_combos(a)[[0, 70, 85, 95]])) == 4
+    # sprint and sneak do not make a new combination
+    b = a.copy()
+    b[:, 13] = 1
+    assert np.array_equal(A.action_combos(a), A.action_combos(b))
