@@ -58,6 +58,8 @@ AR_FEEDBACK_TOPK = 8         # for 'topk': sample among the k most likely codes
 AR_LOSS_WEIGHT = 2.5
 # ---- losses ----
 LABEL_SMOOTHING = 0.0
+CHANGE_WEIGHT = 0.0          # extra CE weight on cells whose next token differs from the current one: most
+                             # cells just persist, so plain CE is won by copying and motion is a rounding error
 SEMANTIC_WEIGHT = 1.0        # Gumbel-softmax (hard) codebook-embedding MSE
 SEMANTIC_FRAMES = 4          # frames per window given the semantic loss, drawn at random each step
 GUMBEL_TAU_START = 1.0
@@ -157,7 +159,8 @@ class ARCurriculum:
 def make_knobs(c, step, diagnostics=True):
     """What WindowLoss needs at `step`, from a resolved config dict `c` (schedules applied)."""
     return dict(corrupt=c['CORRUPT_MAX'] * ramp(step, c['CORRUPT_RAMP_STEPS']), feedback=c['AR_FEEDBACK'],
-                topk=c['AR_FEEDBACK_TOPK'], label_smoothing=c['LABEL_SMOOTHING'], ar_weight=c['AR_LOSS_WEIGHT'],
+                topk=c['AR_FEEDBACK_TOPK'], label_smoothing=c['LABEL_SMOOTHING'],
+                change_weight=c['CHANGE_WEIGHT'], ar_weight=c['AR_LOSS_WEIGHT'],
                 semantic_weight=c['SEMANTIC_WEIGHT'], semantic_frames=c['SEMANTIC_FRAMES'],
                 lpips_weight=c['LPIPS_WEIGHT'], lpips_frames=c['LPIPS_FRAMES'],
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
@@ -229,7 +232,12 @@ class WindowLoss(torch.nn.Module):
         logp = logits.log_softmax(2)
         eps = knobs['label_smoothing']
         nll = -logp.gather(2, target[:, :, None]).squeeze(2)
-        ce = (nll if not eps else (1 - eps) * nll - eps * logp.mean(2)).mean((2, 3))  # (B, T)
+        ce = nll if not eps else (1 - eps) * nll - eps * logp.mean(2)                   # (B, T, H, W)
+        if knobs['change_weight'] > 0:   # up-weight the cells that change (vs the true current frame)
+            w = 1 + knobs['change_weight'] * (target != tokens[:, :T]).float()
+            ce = (ce * w).sum((2, 3)) / w.sum((2, 3))
+        else:
+            ce = ce.mean((2, 3))                                                        # (B, T)
         out['ce_tf'] = ce[:, :tf_len].mean()
         out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
         loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)

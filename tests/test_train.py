@@ -138,3 +138,32 @@ def test_action_balanced_window_sampling(data):
     drawn = np.bincount(np.concatenate(sam), minlength=len(ds)) / (64 * 200)
     top = np.argsort(p)[-len(ds) // 4:]
     assert drawn[top].sum() > p[top].sum() - 0.03 and p[top].sum() > 0.25 + 0.02
+
+
+def test_change_weight_up_weights_the_cells_that_change():
+    import torch
+    import train
+    from model_convGru import WorldModelConfig, WorldModelConvFiLM
+    torch.manual_seed(0)
+    model = WorldModelConvFiLM(WorldModelConfig(codebook_size=8, embed_dim=4, hidden_dim=4, n_layers=1, height=4,
+                                                width=4, film_dim=4, attn_dim=4, attn_heads=1, use_idm=False,
+                                                zero_init_head=False))
+    tokens = torch.randint(0, 8, (2, 3, 4, 4))
+    tokens[:, 1] = tokens[:, 0]
+    tokens[:, 1, 0, :2] = (tokens[:, 0, 0, :2] + 1) % 8          # 2 of 16 cells change at t=0
+    acts = torch.zeros(2, 2, 15)
+    acts[..., 2] = acts[..., 6] = 1
+    loss = train.WindowLoss(model, None, None)
+    knobs = dict(corrupt=0.0, feedback='argmax', topk=1, label_smoothing=0.0, change_weight=0.0, ar_weight=1.0,
+                 semantic_weight=0.0, semantic_frames=0, lpips_weight=0.0, lpips_frames=0, move_boost=1.0,
+                 idm_weight=0.0, idm_span=1, entropy_weight=0.0, tau=1.0, diagnostics=False)
+    with torch.no_grad():
+        logits, _ = model(tokens[:, :2], acts)
+        nll = -logits.float().log_softmax(2).gather(2, tokens[:, 1:3, None]).squeeze(2)   # (B, T, H, W)
+        _, plain, _ = loss(tokens, acts, 0, knobs)
+        _, weighted, _ = loss(tokens, acts, 0, dict(knobs, change_weight=3.0))
+    assert torch.isclose(plain['ce_tf'], nll.mean())
+    changed = (tokens[:, 1:3] != tokens[:, :2]).float()
+    w = 1 + 3 * changed
+    assert torch.isclose(weighted['ce_tf'], ((nll * w).sum((2, 3)) / w.sum((2, 3))).mean())
+    assert not torch.isclose(weighted['ce_tf'], plain['ce_tf'])
