@@ -261,3 +261,15 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert set(saved['report']['pngs']) <= files
     html = (out / 'index.html').read_text()
     assert all(p in html for p in saved['report']['pngs'])
+    # the experiments table reads the same figures back
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('summarize', os.path.join(os.path.dirname(E.__file__), 'experiments',
+                                                                          'summarize.py'))
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    f = summarize.figures(str(tmp_path))
+    assert f['overall'] == fol['ratio']['model']['overall'] and f['step'] == 30
+    assert f['sensitivity'] == cf['sensitivity']['model']['overall']
+    i8 = cf['horizons'].index(8)
+    assert f['cf_move_gain8'] == min(cf['per_action'][a]['model']['psnr'][i8] - cf['per_action'][a]['copy_last']['psnr'][i8]
+                                     for a in E.ACTIONS if a != 'idle')

@@ -1,0 +1,87 @@
+"""The experiments table: one row per evaluated run, the figures the targets are about.
+
+    python experiments/summarize.py runs/exp/e0_base runs/exp/e1_coords_actions ...
+
+Reads <run>/eval/eval.json (evaluate.py) and prints a markdown table; `--targets` adds a row of
+the issue's targets and marks each figure that meets its target with a check mark.
+"""
+import argparse
+import json
+import os
+
+FOLLOW = ('turn_left', 'turn_right', 'look_up', 'look_down', 'forward', 'back', 'strafe_left', 'strafe_right',
+          'jump', 'idle')
+SHORT = dict(turn_left='yawL', turn_right='yawR', look_up='pitU', look_down='pitD', forward='W', back='S',
+             strafe_left='A', strafe_right='D', jump='jump', idle='idle')
+# issue 10's targets: (minimum, None) or (None, maximum)
+TARGETS = dict(turn_left=(0.85, None), turn_right=(0.85, None), look_up=(0.85, None), look_down=(0.85, None),
+               forward=(0.70, None), back=(0.70, None), strafe_left=(0.70, None), strafe_right=(0.70, None),
+               jump=(0.70, None), overall=(0.80, None), cf_move_gain8=(2.0, None), cf_move_gain16=(2.0, None),
+               cf_idle_gap=(-1.0, None), sensitivity=(0.8, None), idle_unique=(0.5, None), idle_change=(None, 2.0))
+
+
+def figures(run):
+    r = json.load(open(os.path.join(run, 'eval', 'eval.json')))
+    sc, tf, st = r['scripted'], r['teacher_forced'], r['stability']
+    ratio = sc['following']['ratio']['model']
+    cf = sc['counterfactual']
+    hz = cf['horizons']
+    at = [hz.index(h) for h in (8, 16) if h in hz]
+    per_action = cf['per_action']
+    moving = [a for a in per_action if a != 'idle']
+    # worst moving action's PSNR gain over copy-last (the target holds for every moving action)
+    gains = {h: min(per_action[a]['model']['psnr'][hz.index(h)] - per_action[a]['copy_last']['psnr'][hz.index(h)]
+                    for a in moving) if h in hz else None for h in (8, 16)}
+    idle = cf['idle']
+    idle_gap = min(idle['model']['psnr'][i] - idle['copy_last']['psnr'][i] for i in at) if at else None
+    gt, idle_model = st['gt'], st['idle']['model']   # gt: the held-out clips' own change and unique codes
+    out = dict(step=r['settings']['step'], overall=ratio['overall'], **{a: ratio['per_action'].get(a) for a in FOLLOW},
+               cf_move_gain8=gains[8], cf_move_gain16=gains[16], cf_idle_gap=idle_gap,
+               sensitivity=cf['sensitivity']['model']['overall'], aligned=cf['sensitivity']['model']['aligned_overall'],
+               idle_unique=idle_model['unique_end'] / gt['unique_codes'],
+               idle_change=idle_model['change_end'] / gt['frame_change'],
+               random_unique=st['random']['model']['unique_end'] / gt['unique_codes'],
+               ce_gain=tf.get('action_ce_gain'), tf_acc=tf['model']['token_acc'])
+    return out
+
+
+def fmt(v, key=None, mark=False):
+    if v is None:
+        return '–'
+    s = f"{v:.0f}" if key == 'step' else f"{v:+.1f}" if key and key.startswith('cf_') else f"{v:.2f}"
+    if mark and key in TARGETS:
+        lo, hi = TARGETS[key]
+        if (lo is None or v >= lo) and (hi is None or v <= hi):
+            s += ' ✓'
+    return s
+
+
+COLUMNS = ['step', 'overall'] + list(FOLLOW) + ['cf_move_gain8', 'cf_move_gain16', 'cf_idle_gap', 'sensitivity',
+                                                'aligned', 'idle_unique', 'idle_change', 'random_unique', 'ce_gain']
+HEAD = dict(SHORT, step='steps', overall='follow', cf_move_gain8='CF move +dB@8', cf_move_gain16='CF move +dB@16',
+            cf_idle_gap='CF idle dB', sensitivity='sens', aligned='sens aligned', idle_unique='idle uniq', idle_change='idle chg',
+            random_unique='rand uniq', ce_gain='CE gain')
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('runs', nargs='+')
+    p.add_argument('--targets', action='store_true')
+    args = p.parse_args(argv)
+    lines = ['| run | ' + ' | '.join(HEAD[c] for c in COLUMNS) + ' |', '|---' * (len(COLUMNS) + 1) + '|']
+    if args.targets:
+        t = ['target'] + [('≥%g' % TARGETS[c][0] if TARGETS[c][0] is not None else '≤%g' % TARGETS[c][1])
+                          if c in TARGETS else '' for c in COLUMNS]
+        lines.append('| ' + ' | '.join(t) + ' |')
+    for run in args.runs:
+        try:
+            f = figures(run)
+        except (OSError, KeyError, ValueError) as e:
+            print(f"skipping {run}: {e}")
+            continue
+        lines.append(f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(fmt(f[c], c, args.targets) for c in COLUMNS) + ' |')
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()
