@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # ---- defaults ----
 RESULTS = 'bench/RESULTS.md'
@@ -138,6 +139,31 @@ def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
     return out
 
 
+def bench_vq_train(device, quick, dtype):
+    """One demo VQ-VAE training step (config/vqvae_demo.py: batch, LPIPS on its sub-batch), timed."""
+    from perceptual import build_lpips, lpips_distance
+    from rollout import autocast
+    g = script_config('train_vqvae.py', 'config/vqvae_demo.py')
+    vq = vq_for('demo').to(device).train()
+    lp = build_lpips(device)
+    x = torch.rand(g['BATCH_SIZE'], 3, 72, 128, device=device)
+    opt = torch.optim.AdamW(vq.parameters(), lr=1e-4)
+    amp = autocast(device, dtype)
+
+    def step():
+        with amp:
+            recon, vq_loss, _, _ = vq(x)
+            recon = recon.float()
+            nb = g['LPIPS_BATCH'] or g['BATCH_SIZE']
+            loss = F.mse_loss(recon, x) + vq_loss + 0.1 * lpips_distance(lp, recon[:nb], x[:nb]).float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    med, _ = timed(step, device, repeats=3 if quick else REPEATS)
+    return 1 / med, amp._enabled
+
+
 SPEEDUP_VARIANTS = (('fp32', False), ('bf16', False), ('bf16', True))   # (DTYPE, channels_last)
 
 
@@ -152,6 +178,11 @@ def bench_speedups(device, quick):
         out[f'{name}: x fp32'] = r['steps/s'] / base
         if dtype != 'fp32' and r['autocast'] == 'off':
             out[f'{name}: note'] = 'no native bf16 here: ran in fp32'
+    fp32, _ = bench_vq_train(device, quick, 'fp32')
+    bf16, on = bench_vq_train(device, quick, 'bf16')
+    out['VQ-VAE demo train step, DTYPE=fp32: steps/s'] = fp32
+    out['VQ-VAE demo train step, DTYPE=bf16: steps/s'] = bf16
+    out['VQ-VAE demo train step, DTYPE=bf16: x fp32'] = bf16 / fp32 if on else 1.0
     return out
 
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 import configurator
 from perceptual import build_lpips, lpips_distance, psnr, ssim
+from rollout import autocast
 from gfdata import split_stems
 from vqvae import VQVAE, VQConfig, count_params, load_checkpoint, save_vqvae
 
@@ -77,6 +78,7 @@ WANDB_PROJECT = 'ochre'
 WANDB_RUN_NAME = ''
 # system
 DEVICE = 'auto'                 # 'auto' = cuda when available, else cpu
+DTYPE = 'bf16'                  # autocast: bf16 | fp32 (CPU: bf16 only where it has native bf16, see rollout.autocast)
 NUM_THREADS = 2                 # torch CPU threads (the dev machines have 2 cores; 0 = torch default)
 SEED = 1337
 # -----------------------------------------------------------------------------
@@ -247,7 +249,8 @@ def main():
     if NUM_THREADS > 0:
         torch.set_num_threads(NUM_THREADS)
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if DEVICE == 'auto' else DEVICE
-    use_bf16 = device.startswith('cuda')
+    amp = autocast(torch.device(device), DTYPE)
+    use_bf16 = amp._enabled
     os.makedirs(OUT_DIR, exist_ok=True)
 
     # data: decode each video once into RAM
@@ -348,7 +351,7 @@ def main():
             flip = torch.rand(BATCH_SIZE, generator=gen) < 0.5
             x[flip.to(device)] = x[flip.to(device)].flip(-1)
         lam = lpips_lambda(step)
-        with torch.autocast(device_type='cuda' if use_bf16 else 'cpu', dtype=torch.bfloat16, enabled=use_bf16):
+        with amp:
             recon, vq_loss, _, stats = model(x)
             recon = recon.float()
             mse = F.mse_loss(recon, x)
