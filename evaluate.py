@@ -449,6 +449,14 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     # "action echo" (FACTS §5): do the actions help predict the next frame (CE gain over shuffled
     # actions), or are they only readable back from the hidden state by the model's IDM head?
     out['action_ce_gain'] = out['shuffled_actions']['ce'] - out['model']['ce']
+    if act.shape[-1] == 15:   # the same, one action group shuffled at a time: which groups reach the prediction
+        shuffled = shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2))
+        out['action_ce_gain_by_group'] = {}
+        for name, sl in (('camera', slice(0, 8)), ('movement_keys', slice(8, 15))):
+            mixed = act[:, :T].clone()
+            mixed[..., sl] = shuffled[..., sl]
+            logits, _ = model(tok[:, :T], mixed)
+            out['action_ce_gain_by_group'][name] = tf_metrics(logits, tok[:, 1:])['ce'] - out['model']['ce']
     if model.config.use_idm and model.config.action_dim == 15:
         out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
     return out
@@ -941,7 +949,9 @@ def summary_rows(res):
                     f"{tf['copy_last']['token_acc']:.3f}"))
         if 'idm_head' in tf:
             h = tf['idm_head']
-            out.append(("action echo: CE gain from actions / IDM head acc", f"{tf['action_ce_gain']:+.4f} nats   "
+            g = tf.get('action_ce_gain_by_group', {})
+            out.append(("action echo: CE gain from actions / IDM head acc", f"{tf['action_ce_gain']:+.4f} nats "
+                        f"(camera {g.get('camera', float('nan')):+.4f}, keys {g.get('movement_keys', float('nan')):+.4f})   "
                         f"yaw {h['yaw']:.2f} (majority {h['yaw_majority']:.2f})  pitch {h['pitch']:.2f} "
                         f"({h['pitch_majority']:.2f})  WASD {h['wasd']:.2f} ({h['wasd_majority']:.2f})"))
     for key, r in res.get('open_loop', {}).items():

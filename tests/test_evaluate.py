@@ -229,6 +229,7 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert {'model', 'shuffled_actions', 'copy_last'} <= set(tf) and 0 <= tf['model']['token_acc'] <= 1
     assert np.isclose(tf['action_ce_gain'], tf['shuffled_actions']['ce'] - tf['model']['ce'])
     assert all(0 <= tf['idm_head'][k] <= 1 for k in ('yaw', 'pitch', 'wasd', 'yaw_majority'))
+    assert set(tf['action_ce_gain_by_group']) == {'camera', 'movement_keys'}
     for key in ('ctx1', f"ctx{s['ctx_frames']}"):
         ol = saved['open_loop'][key]
         assert ol['horizon'] == max(s['horizons'])
