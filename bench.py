@@ -164,6 +164,39 @@ def bench_vq_train(device, quick, dtype):
     return 1 / med, amp._enabled
 
 
+def profile_train(preset, device, dtype, rows=8):
+    """Where a training step's time goes: the top ops by self time over 2 profiled steps (after 1 warm-up)."""
+    from torch.profiler import ProfilerActivity, profile
+    import train
+    from perceptual import build_lpips
+    from rollout import autocast
+    cfg, model, vq = build(preset, device)
+    B, ar = cfg['BATCH_SIZE'] if device.type == 'cuda' or cfg['MODEL_PRESET'] == 'demo' else CPU_V62_BATCH, cfg['AR_MIN_LEN']
+    T, mc = cfg['SEQ_LEN'] + ar, model.config
+    tokens = torch.randint(0, mc.codebook_size, (B, T + 1, mc.height, mc.width), device=device)
+    acts = torch.zeros(B, T, mc.action_dim, device=device)
+    acts[:, :, 2] = acts[:, :, 6] = acts[:, :, 8] = 1
+    loss_fn = train.WindowLoss(model, vq, build_lpips(device) if cfg['LPIPS_WEIGHT'] > 0 else None)
+    knobs, amp = train.make_knobs(cfg, step=10 ** 9, diagnostics=False), autocast(device, dtype)
+
+    def step():
+        with amp:
+            loss, _, _ = loss_fn(tokens, acts, ar, knobs)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    step()
+    acts_ = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=acts_) as prof:
+        for _ in range(2):
+            step()
+        sync(device)
+    key = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    ev = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in ev) or 1
+    return {f"{dtype}: {e.key}": f"{100 * getattr(e, key) / total:.1f}% of self time" for e in ev[:rows]}
+
+
 SPEEDUP_VARIANTS = (('fp32', False), ('bf16', False), ('bf16', True))   # (DTYPE, channels_last)
 
 
@@ -278,6 +311,8 @@ def bench_render(quick):
 
 
 def fmt(v):
+    if isinstance(v, str):
+        return v
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
@@ -286,7 +321,7 @@ def fmt(v):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--only', default='train,speedups,live,vq,data,render',
-                   help='comma list of: train, speedups, live, vq, data, render')
+                   help='comma list of: train, speedups, profile, live, vq, data, render')
     p.add_argument('--quick', action='store_true', help='fewer repeats (a smoke test, not for RESULTS.md)')
     p.add_argument('--device', default='auto')
     p.add_argument('--out', default=RESULTS)
@@ -302,6 +337,10 @@ def main(argv=None):
         for preset in TRAIN_PRESETS:
             print(f"train {preset} ...", flush=True)
             rows.append((f"train step, {preset}", bench_train(preset, device, args.quick)))
+    if 'profile' in only:
+        print("profile of the demo step ...", flush=True)
+        for dtype in ('fp32', 'bf16'):
+            rows.append(("profile, config/demo_cpu.py step", profile_train('config/demo_cpu.py', device, dtype)))
     if 'speedups' in only:
         print("speed switches on the demo step ...", flush=True)
         rows.append(("train step, config/demo_cpu.py", bench_speedups(device, args.quick)))
