@@ -67,6 +67,7 @@ def test_every_preset_matches_its_script():
     from tests.conftest import ROOT
     presets = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
     assert presets
+    presets += sorted(glob.glob(os.path.join(ROOT, 'experiments', 'e*.py')))   # the experiments' train.py presets
     for preset in presets:
         name = os.path.basename(preset)
         script = 'train_vqvae.py' if name.startswith('vqvae') else 'idm.py' if name.startswith('idm') else 'train.py'
