@@ -106,6 +106,11 @@ class WorldModelConfig:
         return self.dilations or (1,) * self.n_layers
 
     @property
+    def in_channels(self):
+        """Channels into in_proj: the token embedding plus the optional coordinate and action planes."""
+        return self.embed_dim + (2 if self.coord_channels else 0) + (self.action_dim if self.action_planes else 0)
+
+    @property
     def film_split(self):
         """True when FiLM really runs as two pathways (the 15-D layout is needed to split the action)."""
         return self.use_film and self.separate_film and self.action_dim == V5_ACTION_DIM
@@ -298,8 +303,7 @@ class WorldModelConvFiLM(nn.Module):
         cfg = self.config = config
         C = cfg.hidden_dim
         self.embed = nn.Embedding(cfg.codebook_size, cfg.embed_dim)
-        extra = (2 if cfg.coord_channels else 0) + (cfg.action_dim if cfg.action_planes else 0)
-        self.in_proj = nn.Conv2d(cfg.embed_dim + extra, C, 1)   # so every GRU layer (and residual) is C wide
+        self.in_proj = nn.Conv2d(cfg.in_channels, C, 1)   # so every GRU layer (and residual) is C wide
         self.cells = nn.ModuleList(ConvGRUCell(C, C, cfg.kernel_size, d) for d in cfg.layer_dilations)
         if cfg.film_split:
             self.film_cam = FiLMNet(CAMERA_SLICE.stop - CAMERA_SLICE.start, cfg.film_dim, cfg.n_layers, C)
@@ -473,8 +477,7 @@ class WorldModelConvFiLM(nn.Module):
         the warp and the embedding lookup are not counted. The IDM is not part of a step."""
         cfg = self.config
         C, HW, k2 = cfg.hidden_dim, cfg.height * cfg.width, cfg.kernel_size ** 2
-        extra = (2 if cfg.coord_channels else 0) + (cfg.action_dim if cfg.action_planes else 0)
-        macs = (cfg.embed_dim + extra) * C * HW                     # in_proj
+        macs = cfg.in_channels * C * HW                             # in_proj
         macs += cfg.n_layers * k2 * (2 * C) * (3 * C) * HW          # fused gates + candidate
         macs += C * cfg.codebook_size * HW                          # head
         if cfg.use_film:

@@ -7,12 +7,18 @@ import torch
 import torch.nn.functional as F
 
 
-def autocast(device, dtype='bf16'):
-    """Autocast for `device`: bf16/fp16 on CUDA; bf16 on a CPU with native bf16 (AMX / AVX512-BF16,
-    ~1.4x on the demo training step), else fp32. dtype 'fp32' turns it off everywhere."""
+def amp_dtype(device, dtype='bf16'):
+    """The autocast dtype a DTYPE setting gives on `device`, or None for fp32: bf16/fp16 on CUDA; bf16 on
+    a CPU with native bf16 (AMX / AVX512-BF16, ~1.4x on the demo training step), else None."""
     dt = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': None}[dtype]
     if device.type == 'cpu' and dt is not None:
         dt = torch.bfloat16 if dt == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return dt
+
+
+def autocast(device, dtype='bf16'):
+    """The autocast context for amp_dtype(device, dtype); disabled when that is fp32."""
+    dt = amp_dtype(device, dtype)
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 

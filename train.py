@@ -100,7 +100,7 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
-from rollout import autocast, decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
+from rollout import amp_dtype, autocast, decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
 from tokendata import TokenCache, WindowDataset  # noqa: E402
 
 PEAKS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'RTX 4090': 165e12,
@@ -468,7 +468,7 @@ def main(argv):
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     amp = autocast(device, DTYPE)
-    scaler = torch.amp.GradScaler('cuda') if amp._enabled and amp.fast_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler('cuda') if amp_dtype(device, DTYPE) == torch.float16 else None
 
     # data
     cache = TokenCache(DATA_DIR) if master or not ddp else None

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 import configurator
 from perceptual import build_lpips, lpips_distance, psnr, ssim
-from rollout import autocast
+from rollout import amp_dtype, autocast
 from gfdata import split_stems
 from vqvae import VQVAE, VQConfig, count_params, load_checkpoint, save_vqvae
 
@@ -250,7 +250,7 @@ def main():
         torch.set_num_threads(NUM_THREADS)
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if DEVICE == 'auto' else DEVICE
     amp = autocast(torch.device(device), DTYPE)
-    use_bf16 = amp._enabled
+    use_bf16 = amp_dtype(torch.device(device), DTYPE) is not None
     os.makedirs(OUT_DIR, exist_ok=True)
 
     # data: decode each video once into RAM
