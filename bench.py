@@ -92,11 +92,12 @@ def build(preset, device):
     return cfg, model, vq
 
 
-def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
-    """One training step of a preset (all losses on, schedules at their end values), timed."""
+def train_step(preset, device, dtype='bf16', channels_last=False):
+    """A preset's whole training step (all losses on, schedules at their end values, optimizer step) on
+    random tokens. Returns (step function, resolved config, model, batch, AR length, autocast dtype or None)."""
     import train
     from perceptual import build_lpips
-    from rollout import autocast
+    from rollout import amp_dtype, autocast
     cfg, model, vq = build(preset, device)
     if channels_last:
         model.to_channels_last()
@@ -126,13 +127,21 @@ def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return step, cfg, model, batch, ar, amp_dtype(device, dtype)
+
+
+def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
+    """One training step of a preset, timed."""
+    import train
+    step, cfg, model, batch, ar, dt = train_step(preset, device, dtype, channels_last)
     med, times = timed(step, device, repeats=2 if quick else 3 if device.type == 'cpu' else REPEATS,
                        warmup=1 if device.type == 'cpu' else WARMUP)
+    T = cfg['SEQ_LEN'] + ar
     flops = 3 * model.flops_per_step(batch) * T
     peak = next((v for k, v in train.PEAKS.items() if k in torch.cuda.get_device_name(device)), 0) \
         if device.type == 'cuda' else 0
     out = {'steps/s': 1 / med, 'samples/s': batch / med, 'TFLOP/s': flops / med / 1e12,
-           'autocast': str(amp.fast_dtype).replace('torch.', '') if amp._enabled else 'off',
+           'autocast': str(dt).replace('torch.', '') if dt else 'off',
            'batch': batch, 'window (TF+AR)': f"{cfg['SEQ_LEN']}+{ar}", 'params (M)': sum(p.numel() for p in model.parameters()) / 1e6}
     if peak:
         out['MFU'] = flops / med / peak
@@ -142,7 +151,7 @@ def bench_train(preset, device, quick, dtype='bf16', channels_last=False):
 def bench_vq_train(device, quick, dtype):
     """One demo VQ-VAE training step (config/vqvae_demo.py: batch, LPIPS on its sub-batch), timed."""
     from perceptual import build_lpips, lpips_distance
-    from rollout import autocast
+    from rollout import amp_dtype, autocast
     g = script_config('train_vqvae.py', 'config/vqvae_demo.py')
     vq = vq_for('demo').to(device).train()
     lp = build_lpips(device)
@@ -161,30 +170,13 @@ def bench_vq_train(device, quick, dtype):
         opt.step()
 
     med, _ = timed(step, device, repeats=3 if quick else REPEATS)
-    return 1 / med, amp._enabled
+    return 1 / med, amp_dtype(device, dtype) is not None
 
 
 def profile_train(preset, device, dtype, rows=8):
     """Where a training step's time goes: the top ops by self time over 2 profiled steps (after 1 warm-up)."""
     from torch.profiler import ProfilerActivity, profile
-    import train
-    from perceptual import build_lpips
-    from rollout import autocast
-    cfg, model, vq = build(preset, device)
-    B, ar = cfg['BATCH_SIZE'] if device.type == 'cuda' or cfg['MODEL_PRESET'] == 'demo' else CPU_V62_BATCH, cfg['AR_MIN_LEN']
-    T, mc = cfg['SEQ_LEN'] + ar, model.config
-    tokens = torch.randint(0, mc.codebook_size, (B, T + 1, mc.height, mc.width), device=device)
-    acts = torch.zeros(B, T, mc.action_dim, device=device)
-    acts[:, :, 2] = acts[:, :, 6] = acts[:, :, 8] = 1
-    loss_fn = train.WindowLoss(model, vq, build_lpips(device) if cfg['LPIPS_WEIGHT'] > 0 else None)
-    knobs, amp = train.make_knobs(cfg, step=10 ** 9, diagnostics=False), autocast(device, dtype)
-
-    def step():
-        with amp:
-            loss, _, _ = loss_fn(tokens, acts, ar, knobs)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-
+    step = train_step(preset, device, dtype)[0]
     step()
     acts_ = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=acts_) as prof:
