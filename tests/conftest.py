@@ -14,6 +14,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One torch thread for a module (pytestmark = pytest.mark.usefixtures('one_thread')): on a CPU
+    shared with other jobs two OpenMP threads ran 10x slower than one."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # A tiny world-model config for tests that train (train.py flags).
 TINY = ['--MODEL_PRESET=demo',
         "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, 'n_layers': 2, 'dilations': (1, 2), "

@@ -18,13 +18,7 @@ MIN_PITCH_ACC = 0.7
 MIN_YAW_DIR_BALANCED = 0.6
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One torch thread: on a CPU shared with other jobs two OpenMP threads ran 10x slower than one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
 
 
 def shared_idm(tmp_path_factory):
