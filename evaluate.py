@@ -218,6 +218,27 @@ def copy_last_token_acc(tokens):
     return float((tokens[:, 1:] == tokens[:, :-1]).float().mean())
 
 
+def change_calibration(logits, tokens, actions):
+    """Does the model know *how much* of the frame changes, per kind of transition? logits (B, T, K, h, w),
+    tokens (B, T+1, h, w), 15-D actions (B, T, 15). Per class (idle: camera still, no key; isolated
+    movement: a key down, camera still; camera: the camera moves): transitions, the true share of cells
+    whose token changes, and the model's mean probability of a change (1 - p(the cell's current token)).
+    A model that ignores the keys gives idle and isolated movement the same predicted change."""
+    import actions as A
+    p_copy = logits.float().log_softmax(2).gather(2, tokens[:, :-1, None].long()).squeeze(2).exp()
+    changed = (tokens[:, 1:] != tokens[:, :-1]).float()
+    a = actions.reshape(-1, actions.shape[-1]).cpu().numpy()
+    still = (a[:, 2] > 0.5) & (a[:, 6] > 0.5)
+    iso = A.isolated_movement(a)
+    out = {}
+    for name, m in (('idle', still & ~(a[:, 8:13] > 0.5).any(1)), ('isolated_movement', iso), ('camera', ~still)):
+        m = torch.from_numpy(m)
+        if m.any():
+            out[name] = dict(n=int(m.sum()), true_change=float(changed.flatten(0, 1)[m].mean()),
+                             predicted_change=float(1 - p_copy.flatten(0, 1)[m].mean()))
+    return out
+
+
 def isolated_action(tgt):
     """Per transition, the scripted action it is an isolated instance of ('' when none or combined).
     tgt: idm.targets() dict."""
@@ -443,6 +464,8 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     out = dict(windows=int(len(rows)), transitions=T)
     logits, _, top = model(tok[:, :T], act[:, :T], return_hidden=True)
     out['model'] = tf_metrics(logits, tok[:, 1:])
+    if act.shape[-1] == 15:
+        out['change_calibration'] = change_calibration(logits, tok, act[:, :T])
     logits, _ = model(tok[:, :T], shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2)))
     out['shuffled_actions'] = tf_metrics(logits, tok[:, 1:])
     out['copy_last'] = dict(token_acc=copy_last_token_acc(tok))
@@ -954,6 +977,10 @@ def summary_rows(res):
                         f"(camera {g.get('camera', float('nan')):+.4f}, keys {g.get('movement_keys', float('nan')):+.4f})   "
                         f"yaw {h['yaw']:.2f} (majority {h['yaw_majority']:.2f})  pitch {h['pitch']:.2f} "
                         f"({h['pitch_majority']:.2f})  WASD {h['wasd']:.2f} ({h['wasd_majority']:.2f})"))
+        if tf.get('change_calibration'):
+            out.append(("cells that change: true / predicted", '   '.join(
+                f"{k.replace('_', ' ')} {v['true_change']:.2f} / {v['predicted_change']:.2f}"
+                for k, v in tf['change_calibration'].items())))
     for key, r in res.get('open_loop', {}).items():
         if 'summary' not in r:
             continue

@@ -15,6 +15,7 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
   camera warp   yaw/pitch bins shift the token embedding (or every hidden map) by whole cells
   zero-init head  logits are exactly zero at init
   coord channels / action planes  extra input planes: where a cell is, and the action, per cell
+  copy gate     a per-cell logit (from the top map) added to the cell's current (warped) token
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -76,6 +77,9 @@ class WorldModelConfig:
                                        # from the edge, but forward/back moves content away from/to the centre
     action_planes: bool = False        # the action vector broadcast over the grid: conditioning beyond
                                        # FiLM's per-channel scale and shift, mixed with position by the convs
+    # copy gate: a learned per-cell logit added to the token the cell holds now (after the camera warp), so
+    # "this cell stays" is one scalar the actions can lower, not an identity map through the hidden state
+    copy_gate: bool = False
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # output / runtime
@@ -315,6 +319,10 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.use_idm:
             self.idm_head = IDMHead(cfg)
         self.head = nn.Conv2d(C, cfg.codebook_size, 1)
+        if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
+            self.copy_head = nn.Conv2d(C, 1, 1)
+            nn.init.zeros_(self.copy_head.weight)
+            nn.init.constant_(self.copy_head.bias, math.log(cfg.codebook_size - 1))
         if cfg.zero_init_head:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -377,6 +385,31 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.action_planes:
             planes.append(actions.to(x.dtype)[..., None, None].expand(B, T, cfg.action_dim, H, W))
         return torch.cat(planes, 2) if len(planes) > 1 else x
+
+    def copy_source(self, tokens, actions):
+        """What each cell holds now, moved by the camera warp like the embedding: (B,T,H,W) long token ids
+        and a (B,T,H,W) mask (0 where the pitch warp filled a row), or for soft tokens the warped (B,T,K,H,W)
+        probabilities (zero-filled rows sum to 0) and None."""
+        cfg = self.config
+        if cfg.camera_warp != 'input':
+            return (tokens, None if tokens.is_floating_point() else torch.ones_like(tokens, dtype=torch.float32))
+        dx, dy = self.camera_shifts(actions)
+        dx, dy = dx.flatten(), dy.flatten()
+        if tokens.is_floating_point():
+            return shift_maps(tokens.flatten(0, 1), dx, dy).view_as(tokens), None
+        B, T, H, W = tokens.shape
+        ids = torch.stack([tokens.float(), torch.ones_like(tokens, dtype=torch.float32)], 2).flatten(0, 1)
+        ids, valid = shift_maps(ids, dx, dy).view(B, T, 2, H, W).unbind(2)   # ids < 2**24: exact in float32
+        return ids.round().long(), valid
+
+    def add_copy_logit(self, logits, top, tokens, actions):
+        """logits (B,T,K,H,W) + copy_head(top) on each cell's current token (or its probabilities)."""
+        B, T = logits.shape[:2]
+        gate = self.copy_head(top.flatten(0, 1)).view(B, T, 1, *logits.shape[-2:])
+        src, valid = self.copy_source(tokens, actions)
+        if valid is None:
+            return logits + gate * src.to(logits.dtype)
+        return logits.scatter_add(2, src[:, :, None], (gate * valid[:, :, None].to(gate.dtype)).to(logits.dtype))
 
     def film_params(self, actions):
         """(B,T,A) -> gamma, beta of shape (B,T,n_layers,C), clamped; (None, None) without FiLM."""
@@ -455,6 +488,8 @@ class WorldModelConvFiLM(nn.Module):
             top, buf, buf_len = self.temporal(top, buf, buf_len)
         logits = self.head(top.flatten(0, 1))
         logits = logits.view(B, T, *logits.shape[1:])
+        if cfg.copy_gate:
+            logits = self.add_copy_logit(logits, top, tokens, actions)
         new_state = WorldModelState(hidden, buf, buf_len)
         return (logits, new_state, top) if return_hidden else (logits, new_state)
 
@@ -480,6 +515,7 @@ class WorldModelConvFiLM(nn.Module):
         macs = cfg.in_channels * C * HW                             # in_proj
         macs += cfg.n_layers * k2 * (2 * C) * (3 * C) * HW          # fused gates + candidate
         macs += C * cfg.codebook_size * HW                          # head
+        macs += C * HW if cfg.copy_gate else 0                      # copy gate
         if cfg.use_film:
             ins = [8, 7] if cfg.film_split else [cfg.action_dim]
             macs += sum(i * cfg.film_dim + cfg.film_dim * cfg.n_layers * 2 * C for i in ins)

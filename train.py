@@ -31,6 +31,8 @@ BATCH_SIZE = 20              # per process
 NUM_WORKERS = 2              # DataLoader workers per process
 BALANCE_ACTIONS = 0.0        # window sampling: 0 uniform; 1 weighted by the inverse frequency of each
                              # transition's action combination (mean over the window); between: weight ** this
+ISOLATED_MOVES = 0.0         # share of windows drawn in proportion to their share of isolated-movement transitions
+                             # (a key down, camera still: actions.isolated_movement); the rest as above. 0 = off
 # ---- model ----
 MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
 MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}
@@ -361,16 +363,33 @@ class StepBatchSampler(torch.utils.data.Sampler):
         return max(0, self.max - self.start)
 
 
-def window_probabilities(cache, starts, frames, power):
-    """Sampling probabilities of windows (start rows, `frames` frames each) for BALANCE_ACTIONS=power:
-    proportional to (mean balance weight of the window's transitions) ** power."""
-    if cache.action_dim != 15:
-        raise ValueError(f"BALANCE_ACTIONS needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D actions")
-    w = A.balance_weights(cache.actions)
-    cs = np.concatenate([[0.0], np.cumsum(w)])
+def window_means(per_transition, starts, frames):
+    """Mean of a per-transition value over each window's frames - 1 transitions (start rows given)."""
+    cs = np.concatenate([[0.0], np.cumsum(per_transition, dtype=np.float64)])
     starts = np.asarray(starts)
-    p = ((cs[starts + frames - 1] - cs[starts]) / (frames - 1)) ** power
-    return p / p.sum()
+    return (cs[starts + frames - 1] - cs[starts]) / (frames - 1)
+
+
+def window_probabilities(cache, starts, frames, power, isolated_share=0.0):
+    """Sampling probabilities of windows (start rows, `frames` frames each), or None for uniform.
+    BALANCE_ACTIONS=power: proportional to (mean balance weight of the window's transitions) ** power.
+    ISOLATED_MOVES=isolated_share: that share of the draws goes to windows in proportion to how many
+    of their transitions are isolated movement (actions.isolated_movement), the rest as before."""
+    if not power and not isolated_share:
+        return None
+    if cache.action_dim != 15:
+        raise ValueError(f"BALANCE_ACTIONS / ISOLATED_MOVES need the 15-D v5 action layout; {cache.dir} has "
+                         f"{cache.action_dim}-D actions")
+    n = len(starts)
+    p = window_means(A.balance_weights(cache.actions), starts, frames) ** power if power else np.ones(n)
+    p = p / p.sum()
+    if isolated_share:
+        iso = window_means(A.isolated_movement(cache.actions), starts, frames)
+        if iso.sum() == 0:
+            raise ValueError(f"ISOLATED_MOVES={isolated_share}: no training window of {cache.dir} has a movement "
+                             "key down with the camera still")
+        p = (1 - isolated_share) * p + isolated_share * iso / iso.sum()
+    return p
 
 
 # ------------------------------------------------------------------ images
@@ -477,7 +496,7 @@ def main(argv):
         cache = cache or TokenCache(DATA_DIR)
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
     train_set = WindowDataset(cache, 'train', frames)
-    window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS) if BALANCE_ACTIONS else None
+    window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS, ISOLATED_MOVES)
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
     edges = A.edges_from_manifest(manifest)

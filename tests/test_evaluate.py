@@ -89,6 +89,26 @@ def test_tf_metrics_and_copy_last_on_known_tokens():
     assert E.copy_last_token_acc(target) < 0.5
 
 
+def test_change_calibration_separates_idle_from_movement():
+    # 3 transitions: idle (nothing changes), isolated W (half the cells change), a turn (all change)
+    tok = torch.zeros(1, 4, 2, 4, dtype=torch.long)
+    tok[0, 2, 0] = 1                       # idle 1 -> 2 keeps frame 1; W changes row 0 (half the cells)
+    tok[0, 1] = tok[0, 0]
+    tok[0, 3] = 2                          # the turn changes every cell
+    acts = torch.zeros(1, 3, 15)
+    acts[..., 2] = acts[..., 6] = 1        # camera still ...
+    acts[0, 1, 8] = 1                      # ... W down on transition 1
+    acts[0, 2, 2], acts[0, 2, 4] = 0, 1    # transition 2 turns fast right
+    # a model that gives the current token probability 0.9 everywhere predicts 10% change everywhere
+    logits = torch.full((1, 3, 3, 2, 4), float(np.log(0.05)))
+    logits.scatter_(2, tok[:, :3, None], float(np.log(0.9)))
+    c = E.change_calibration(logits, tok, acts)
+    assert set(c) == {'idle', 'isolated_movement', 'camera'} and all(v['n'] == 1 for v in c.values())
+    assert c['idle']['true_change'] == 0 and c['isolated_movement']['true_change'] == 0.5
+    assert c['camera']['true_change'] == 1
+    assert all(v['predicted_change'] == pytest.approx(0.1, abs=1e-5) for v in c.values())
+
+
 def test_drift_summary_flags_a_frozen_texture_and_noise():
     gt_change, gt_unique = 0.05, 200.0
     ok = E.drift_summary([0.05] * 40, [190] * 40, gt_change, gt_unique)
@@ -224,6 +244,7 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert np.isclose(tf['action_ce_gain'], tf['shuffled_actions']['ce'] - tf['model']['ce'])
     assert all(0 <= tf['idm_head'][k] <= 1 for k in ('yaw', 'pitch', 'wasd', 'yaw_majority'))
     assert set(tf['action_ce_gain_by_group']) == {'camera', 'movement_keys'}
+    assert all(0 <= v['predicted_change'] <= 1 for v in tf['change_calibration'].values())
     for key in ('ctx1', f"ctx{s['ctx_frames']}"):
         ol = saved['open_loop'][key]
         assert ol['horizon'] == max(s['horizons'])

@@ -569,3 +569,49 @@ def test_action_planes_carry_actions_without_film():
             steps.append(lg)
     assert torch.allclose(full, torch.stack(steps, 1), atol=1e-5)
     assert loop.flops_per_step(1) > build().flops_per_step(1)
+
+
+def test_copy_gate_adds_one_logit_to_each_cells_current_warped_token():
+    m = build(copy_gate=True, zero_init_head=True)
+    c = m.config
+    tok = rand_tokens(2, 3, c)
+    act = torch.stack([action(yaw=4, B=2), action(pitch=2, B=2), action(keys=(0,), B=2)], 1)   # turn, look down, W
+    with torch.no_grad():
+        lg, _ = m(tok, act)
+    p = lg.softmax(2)
+    # at init the gate gives the current token probability 1/2 (the head is zero)
+    turned = shift_maps(tok[:, 0, None].float(), torch.tensor([-2, -2]), torch.tensor([0, 0]))[:, 0].long()
+    assert torch.allclose(p[:, 0].gather(1, turned[:, None]), torch.tensor(0.5))        # the warped token, not tok
+    assert torch.allclose(p[:, 2].gather(1, tok[:, 2, None]), torch.tensor(0.5))        # no warp for W
+    # looking down moves content up a row: the bottom row holds nothing and stays uniform
+    assert torch.allclose(p[:, 1, :, -1], torch.tensor(1 / c.codebook_size))
+    assert torch.allclose(p[:, 1, :, :-1].gather(1, tok[:, 1, None, 1:]), torch.tensor(0.5))
+    # trained weights: the gate is exactly one extra logit per cell, on that token, and it is action-driven
+    m = build(copy_gate=True)
+    torch.nn.init.normal_(m.copy_head.weight)
+    with torch.no_grad():
+        gated, _ = m(tok, act)
+        m.config.copy_gate = False
+        plain, _ = m(tok, act)
+        m.config.copy_gate = True
+        src, _ = m.copy_source(tok, act)
+        gate_walk = m.copy_head(m(tok, act, return_hidden=True)[2][:, 2])
+        act_still = act.clone()
+        act_still[:, 2] = action(B=2)
+        gate_still = m.copy_head(m(tok, act_still, return_hidden=True)[2][:, 2])
+    d = gated - plain
+    assert ((d.abs() > 0).sum(2) <= 1).all()
+    torch.testing.assert_close(d.gather(2, src[:, :, None]).squeeze(2), d.sum(2))
+    torch.testing.assert_close(gate_walk[:, 0], d[:, 2].sum(1))     # W's gate is the logit added at t=2
+    assert (gate_walk - gate_still).abs().max() > 1e-4                 # and a key moves it
+    # soft tokens and the step loop give the same logits
+    probs = F.one_hot(tok, c.codebook_size).permute(0, 1, 4, 2, 3).float()
+    with torch.no_grad():
+        soft, _ = m(probs, act)
+        st, steps = m.init_state(2), []
+        for t in range(3):
+            lg1, st = m.step(tok[:, t], act[:, t], st)
+            steps.append(lg1)
+    torch.testing.assert_close(soft, gated, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(steps, 1), gated, atol=1e-5, rtol=1e-5)
+    assert m.flops_per_step(1) > build().flops_per_step(1)

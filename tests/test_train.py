@@ -131,13 +131,34 @@ def test_action_balanced_window_sampling(data):
     i = int(np.argmax(p))
     s = ds.starts[i]
     assert np.isclose(p[i] / p[0], w[s:s + 3].mean() / w[ds.starts[0]:ds.starts[0] + 3].mean())
-    assert np.allclose(train.window_probabilities(cache, ds.starts, 4, 0.0), 1 / len(ds))
+    assert train.window_probabilities(cache, ds.starts, 4, 0.0) is None          # uniform: the sampler's default
     # the sampler draws by p, and a given step always gives the same batch (resume)
     sam = list(train.StepBatchSampler(len(ds), 64, 0, 0, 0, 200, p))
     assert sam[5] == list(train.StepBatchSampler(len(ds), 64, 0, 0, 5, 6, p))[0]
     drawn = np.bincount(np.concatenate(sam), minlength=len(ds)) / (64 * 200)
     top = np.argsort(p)[-len(ds) // 4:]
     assert drawn[top].sum() > p[top].sum() - 0.03 and p[top].sum() > 0.25 + 0.02
+
+
+def test_isolated_movement_windows_get_their_share_of_the_draws(data):
+    import train
+    from tokendata import TokenCache, WindowDataset
+    cache = TokenCache(data['data'])
+    ds = WindowDataset(cache, 'train', 4)
+    iso = A.isolated_movement(cache.actions)
+    a = np.asarray(cache.actions) > 0.5
+    assert iso.any() and not iso.all()
+    assert not (iso & ~(a[:, 2] & a[:, 6])).any()            # never while the camera turns
+    assert not (iso & ~a[:, 8:13].any(1)).any()              # always with a key down
+    share = np.array([iso[s:s + 3].mean() for s in ds.starts])
+    for mix in (0.5, 1.0):
+        p = train.window_probabilities(cache, ds.starts, 4, 0.0, mix)
+        assert abs(p.sum() - 1) < 1e-9
+        # `mix` of the mass goes by isolated share, the rest stays uniform
+        assert np.allclose(p, (1 - mix) / len(ds) + mix * share / share.sum())
+        assert (p[share == 0] == (1 - mix) / len(ds)).all()
+    expected = (share * train.window_probabilities(cache, ds.starts, 4, 0.0, 0.5)).sum()
+    assert expected > share.mean() + 0.05                    # the sampled windows hold more isolated movement
 
 
 def test_change_weight_up_weights_the_cells_that_change():
