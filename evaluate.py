@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from atomicio import atomic_write
+from rollout import SAMPLING_MODES
 
 # ---- what to measure (flags override; --quick swaps in QUICK) ----
 CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
@@ -53,7 +54,7 @@ REAL_CEILING_PAIRS = 2048    # real held-out pairs for the IDM's real-frame ceil
 REAL_CEILING_CLIPS = 16      # ...from at most this many val clips (spread evenly)
 CACHE_CLIP_FRAMES = 400      # real frames of clips this short are decoded once and kept in memory
 BATCH = 64                   # rollouts per model call
-SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | sample
+SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | commit | sample
 TEMPERATURE = 1.0
 TOP_K = 0
 SEED = 0
@@ -1064,7 +1065,7 @@ def parse_args(argv):
     tup = lambda s: tuple(int(v) for v in s.split(','))
     p.add_argument('--horizons', type=tup, default=None)
     p.add_argument('--cf-horizons', type=tup, default=None)
-    p.add_argument('--sampling', default=SAMPLING, choices=('greedy', 'sample'))
+    p.add_argument('--sampling', default=SAMPLING, choices=SAMPLING_MODES)
     p.add_argument('--temperature', type=float, default=TEMPERATURE)
     args = p.parse_args(argv)
     defaults = dict(ints, horizons=HORIZONS, cf_horizons=CF_HORIZONS)

@@ -40,12 +40,12 @@ import torch
 import actions as A
 import gfdata
 from model_convGru import load_world_model
-from rollout import decode_tokens, rollout
+from rollout import SAMPLING_MODES, decode_tokens, rollout
 
 # ---- defaults (flags override) ----
 CONTEXT_FRAMES = 8       # K context frames fed before the rollout (the model attends to 8 past steps)
 STEPS = 32               # rollout length for a preset without counts
-SAMPLING = 'greedy'      # greedy | sample
+SAMPLING = 'greedy'      # greedy | commit (a cell changes when its token is below p 0.5) | sample
 TEMPERATURE = 1.0
 TOP_K = 0                # 0: all codes
 TOP_P = 1.0              # 1.0: no nucleus cut
@@ -421,7 +421,7 @@ def add_model_args(p, context_frames):
 
 def add_sampling_args(p, sampling, temperature, top_k, top_p, seed, help):
     """The sampling and runtime flags inference.py and live_inference.py share (each with its defaults)."""
-    p.add_argument('--sampling', default=sampling, choices=('greedy', 'sample'), help=help)
+    p.add_argument('--sampling', default=sampling, choices=SAMPLING_MODES, help=help)
     p.add_argument('--temperature', type=float, default=temperature)
     p.add_argument('--top-k', type=int, default=top_k)
     p.add_argument('--top-p', type=float, default=top_p)

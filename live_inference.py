@@ -37,7 +37,7 @@ os.environ.setdefault('PYGAME_HIDE_SUPPORT_PROMPT', '1')
 
 import actions as A
 import inference as I
-from rollout import sample_tokens, warm_up
+from rollout import next_tokens, warm_up
 
 # ---- defaults (flags override) ----
 FPS = 16                 # GF's rate: the loop paces itself to it
@@ -133,7 +133,8 @@ class Engine:
             self.step_fn, self.compiled = self.model.step, False
             logits = self._model_step(action)
         mode = self.sampling if self.temperature > 0 else 'greedy'
-        self.tokens = sample_tokens(logits, mode, self.temperature, self.top_k, self.top_p, self.generator)
+        self.tokens = next_tokens(self.model, logits, self.tokens, action, dict(
+            mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)

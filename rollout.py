@@ -22,16 +22,35 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
-def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, generator=None):
+SAMPLING_MODES = ('greedy', 'commit', 'sample')
+CHANGE_THRESHOLD = 0.5   # 'commit': a cell changes when the model gives its current token less than this
+
+
+def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, generator=None, stay=None,
+                  stay_valid=None, change_threshold=CHANGE_THRESHOLD):
     """logits (B, K, H, W) -> tokens (B, H, W) long.
 
     mode 'greedy' takes the argmax; 'sample' draws from softmax(logits / temperature), optionally
     restricted to the top_k codes and/or the smallest set with probability mass >= top_p.
+    'commit' (needs stay: the (B, H, W) tokens the cells hold now, camera-warped) first decides per cell
+    whether it changes (the current token's probability below change_threshold), then takes the most likely
+    *other* token there. Greedy keeps a cell whenever no single new token beats staying, so a walk whose
+    change is spread over many codes renders as a still frame; 'commit' shows it, and a cell the model
+    is sure stays (idle) still stays. stay_valid (B, H, W) 0 marks cells that hold no token (plain argmax).
     """
+    if mode == 'commit':
+        if stay is None:
+            raise ValueError("sampling mode 'commit' needs the tokens the cells hold now (stay)")
+        z = logits.float()
+        held = z.gather(1, stay[:, None])
+        move = z.log_softmax(1).gather(1, stay[:, None]).exp() < change_threshold
+        if stay_valid is not None:
+            move &= stay_valid[:, None] > 0
+        return z.scatter(1, stay[:, None], held.masked_fill(move, float('-inf'))).argmax(1)
     if mode == 'greedy' or temperature <= 0:
         return logits.argmax(1)
     if mode != 'sample':
-        raise ValueError(f"unknown sampling mode {mode!r} (greedy | sample)")
+        raise ValueError(f"unknown sampling mode {mode!r} ({' | '.join(SAMPLING_MODES)})")
     B, K, H, W = logits.shape
     z = (logits.float() / temperature).permute(0, 2, 3, 1).reshape(-1, K)
     if top_k and top_k < K:
@@ -46,6 +65,16 @@ def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, ge
     probs = z.softmax(-1)
     idx = torch.multinomial(probs, 1, generator=generator)
     return idx.view(B, H, W)
+
+
+def next_tokens(model, logits, cur, action, sampling=None, generator=None):
+    """The tokens of the next frame from a step's logits (B, K, H, W), given the frame that went in (cur
+    (B, H, W)) and its action (B, A): sample_tokens, with the cells' warped current tokens for 'commit'."""
+    sampling = dict(sampling or {})
+    if sampling.get('mode') == 'commit':
+        stay, valid = model.copy_source(cur[:, None], action[:, None])
+        sampling.update(stay=stay[:, 0], stay_valid=valid[:, 0])
+    return sample_tokens(logits, generator=generator, **sampling)
 
 
 @torch.no_grad()
@@ -79,7 +108,7 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     out, logits_out = [], []
     for n in range(steps):
         logits, state = model.step(cur, actions[:, n], state)
-        cur = sample_tokens(logits, generator=generator, **sampling)
+        cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator)
         out.append(cur)
         if return_logits:
             logits_out.append(logits)

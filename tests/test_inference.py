@@ -149,6 +149,36 @@ def test_rollout_length_seed_and_greedy(loaded, tiny_ckpt):
     assert not torch.equal(a, other)
 
 
+def test_commit_decoding_moves_the_cells_that_more_likely_change(loaded, tiny_ckpt):
+    from rollout import sample_tokens
+    # 3 cells holding token 0. p(0): 0.6 (stays), 0.4 (changes: greedy still keeps it, the rest is spread
+    # over 1..3), 0.3 but the cell holds nothing (stay_valid 0: plain argmax)
+    p = torch.tensor([[0.6, 0.2, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1], [0.3, 0.4, 0.2, 0.1]])
+    logits = p.log().T.reshape(1, 4, 1, 3)
+    stay = torch.zeros(1, 1, 3, dtype=torch.long)
+    assert sample_tokens(logits).tolist() == [[[0, 0, 1]]]
+    assert sample_tokens(logits, 'commit', stay=stay).tolist() == [[[0, 1, 1]]]
+    assert sample_tokens(logits, 'commit', stay=stay, change_threshold=0.35).tolist() == [[[0, 0, 1]]]
+    assert sample_tokens(logits, 'commit', stay=stay, stay_valid=torch.tensor([[[1., 1., 0.]]])).tolist() == [[[0, 1, 1]]]
+    with pytest.raises(ValueError, match='stay'):
+        sample_tokens(logits, 'commit')
+    # through the model: deterministic, and never keeps a cell whose current (warped) token is below 1/2
+    model, vq, edges = loaded
+    ctx = I.load_context(clip(tiny_ckpt), vq, edges, frames=K)
+    acts = I.parse_actions('turn_right:3', edges)
+    c = I.generate(model, ctx.tokens, ctx.actions, acts, sampling='commit', num_rollouts=1, seed=1)
+    assert torch.equal(c, I.generate(model, ctx.tokens, ctx.actions, acts, sampling='commit', num_rollouts=1, seed=5))
+    from rollout import rollout
+    tok, ca, a = (torch.as_tensor(np.asarray(x))[None] for x in (ctx.tokens, ctx.actions, acts))
+    gen, _, lg = rollout(model, tok.long(), ca.float(), a.float(), sampling=dict(mode='commit'), return_logits=True)
+    prev = torch.cat([tok[:, -1:].long(), gen[:, :-1]], 1)
+    stay, valid = model.copy_source(prev, a.float())
+    p_stay = lg.float().softmax(2).gather(2, stay[:, :, None]).squeeze(2)
+    kept = (gen == stay) & (valid > 0)
+    assert (p_stay[kept] >= 0.5).all()
+    assert torch.equal(gen[~(p_stay < 0.5)], lg.argmax(2)[~(p_stay < 0.5)])     # elsewhere it is greedy
+
+
 def test_cli_npz_recorded_writes_everything(tiny_ckpt, tmp_path):
     out = tmp_path / 'rec'
     rc = I.main(['--ckpt', tiny_ckpt['ckpt'], '--context', clip(tiny_ckpt), '--context-frames', str(K),
