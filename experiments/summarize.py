@@ -41,14 +41,19 @@ def figures(run):
                idle_unique=idle_model['unique_end'] / gt['unique_codes'],
                idle_change=idle_model['change_end'] / gt['frame_change'],
                random_unique=st['random']['model']['unique_end'] / gt['unique_codes'],
-               ce_gain=tf.get('action_ce_gain'), tf_acc=tf['model']['token_acc'])
+               ce_gain=tf.get('action_ce_gain'), tf_acc=tf['model']['token_acc'],
+               key_gain=tf.get('action_ce_gain_by_group', {}).get('movement_keys'))
+    cal = tf.get('change_calibration', {})   # predicted share of changing cells (true share: same data, same for all)
+    out.update(pchg_idle=cal.get('idle', {}).get('predicted_change'),
+               pchg_move=cal.get('isolated_movement', {}).get('predicted_change'))
     return out
 
 
 def fmt(v, key=None, mark=False):
     if v is None:
         return '–'
-    s = f"{v:.0f}" if key == 'step' else f"{v:+.1f}" if key and key.startswith('cf_') else f"{v:.2f}"
+    s = f"{v:.0f}" if key == 'step' else f"{v:+.1f}" if key and key.startswith('cf_') else \
+        f"{v:+.3f}" if key == 'key_gain' else f"{v:.2f}"
     if mark and key in TARGETS:
         lo, hi = TARGETS[key]
         if (lo is None or v >= lo) and (hi is None or v <= hi):
@@ -57,10 +62,12 @@ def fmt(v, key=None, mark=False):
 
 
 COLUMNS = ['step', 'overall'] + list(FOLLOW) + ['cf_move_gain8', 'cf_move_gain16', 'cf_idle_gap', 'sensitivity',
-                                                'aligned', 'idle_unique', 'idle_change', 'random_unique', 'ce_gain']
+                                                'aligned', 'idle_unique', 'idle_change', 'random_unique', 'ce_gain',
+                                                'key_gain', 'pchg_idle', 'pchg_move']
 HEAD = dict(SHORT, step='steps', overall='follow', cf_move_gain8='CF move +dB@8', cf_move_gain16='CF move +dB@16',
             cf_idle_gap='CF idle dB', sensitivity='sens', aligned='sens aligned', idle_unique='idle uniq', idle_change='idle chg',
-            random_unique='rand uniq', ce_gain='CE gain')
+            random_unique='rand uniq', ce_gain='CE gain', key_gain='keys CE gain', pchg_idle='p(chg) idle',
+            pchg_move='p(chg) move')
 
 
 def main(argv=None):

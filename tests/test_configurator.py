@@ -67,7 +67,8 @@ def test_every_preset_matches_its_script():
     from tests.conftest import ROOT
     presets = sorted(glob.glob(os.path.join(ROOT, 'config', '*.py')))
     assert presets
-    presets += sorted(glob.glob(os.path.join(ROOT, 'experiments', 'e*.py')))   # the experiments' train.py presets
+    presets += sorted(glob.glob(os.path.join(ROOT, 'experiments', '[a-z][0-9]_*.py')))   # the experiments' train.py presets
+    assert any(p.endswith('h4_copy_gate_tf.py') for p in presets)
     for preset in presets:
         name = os.path.basename(preset)
         script = 'train_vqvae.py' if name.startswith('vqvae') else 'idm.py' if name.startswith('idm') else 'train.py'

@@ -286,6 +286,8 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     f = summarize.figures(str(tmp_path))
     assert f['overall'] == fol['ratio']['model']['overall'] and f['step'] == 30
     assert f['sensitivity'] == cf['sensitivity']['model']['overall']
+    assert f['key_gain'] == tf['action_ce_gain_by_group']['movement_keys']
+    assert f['pchg_idle'] == tf['change_calibration'].get('idle', {}).get('predicted_change')
     i8 = cf['horizons'].index(8)
     assert f['cf_move_gain8'] == min(cf['per_action'][a]['model']['psnr'][i8] - cf['per_action'][a]['copy_last']['psnr'][i8]
                                      for a in E.ACTIONS if a != 'idle')
