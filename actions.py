@@ -256,12 +256,22 @@ def balance_weights(actions_v5):
     return w / w.mean()
 
 
+def camera_still(actions_v5):
+    """Per transition, True when the camera does not move (yaw bin 'none' and pitch 'level')."""
+    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
+    return a[:, 2] & a[:, 6]
+
+
+def movement_keys_down(actions_v5):
+    """Per transition, True when a movement key (W, A, S, D or jump) is down."""
+    return (np.asarray(actions_v5).reshape(-1, 15)[:, 8:13] > 0.5).any(1)
+
+
 def isolated_movement(actions_v5):
     """Per transition, True when a movement key (W, A, S, D or jump) is down and the camera is still
     (no yaw, level pitch): the transitions whose whole change the keys explain. In GF data camera
     and keys act together 87% of the time (FACTS section 2), so these are where a key is learnt."""
-    a = np.asarray(actions_v5).reshape(-1, 15) > 0.5
-    return a[:, 2] & a[:, 6] & a[:, 8:13].any(1)
+    return camera_still(actions_v5) & movement_keys_down(actions_v5)
 
 
 def format_action_stats(stats):

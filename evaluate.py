@@ -229,10 +229,9 @@ def change_calibration(logits, tokens, actions):
     p_copy = logits.float().log_softmax(2).gather(2, tokens[:, :-1, None].long()).squeeze(2).exp()
     changed = (tokens[:, 1:] != tokens[:, :-1]).float()
     a = actions.reshape(-1, actions.shape[-1]).cpu().numpy()
-    still = (a[:, 2] > 0.5) & (a[:, 6] > 0.5)
-    iso = A.isolated_movement(a)
+    still, keys = A.camera_still(a), A.movement_keys_down(a)
     out = {}
-    for name, m in (('idle', still & ~(a[:, 8:13] > 0.5).any(1)), ('isolated_movement', iso), ('camera', ~still)):
+    for name, m in (('idle', still & ~keys), ('isolated_movement', still & keys), ('camera', ~still)):
         m = torch.from_numpy(m)
         if m.any():
             out[name] = dict(n=int(m.sum()), true_change=float(changed.flatten(0, 1)[m].mean()),
@@ -467,14 +466,14 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     out['model'] = tf_metrics(logits, tok[:, 1:])
     if act.shape[-1] == 15:
         out['change_calibration'] = change_calibration(logits, tok, act[:, :T])
-    logits, _ = model(tok[:, :T], shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2)))
+    shuffled = shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2))
+    logits, _ = model(tok[:, :T], shuffled)
     out['shuffled_actions'] = tf_metrics(logits, tok[:, 1:])
     out['copy_last'] = dict(token_acc=copy_last_token_acc(tok))
     # "action echo" (FACTS §5): do the actions help predict the next frame (CE gain over shuffled
     # actions), or are they only readable back from the hidden state by the model's IDM head?
     out['action_ce_gain'] = out['shuffled_actions']['ce'] - out['model']['ce']
     if act.shape[-1] == 15:   # the same, one action group shuffled at a time: which groups reach the prediction
-        shuffled = shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2))
         out['action_ce_gain_by_group'] = {}
         for name, sl in (('camera', slice(0, 8)), ('movement_keys', slice(8, 15))):
             mixed = act[:, :T].clone()

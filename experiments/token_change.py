@@ -15,15 +15,15 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from actions import camera_still, movement_keys_down  # noqa: E402
 from tokendata import TokenCache  # noqa: E402
 
 
-def classes(a):
+def classes(actions):
     """v5 actions [N, 15] -> {class: bool mask} of isolated transitions."""
-    a = a > 0.5
-    still = a[:, 2] & a[:, 6]
+    still, nokeys = camera_still(actions), ~movement_keys_down(actions)
+    a = actions > 0.5
     w, al, s, d, jump = (a[:, i] for i in range(8, 13))
-    nokeys = ~(w | al | s | d | jump)
     return {'idle': still & nokeys, 'W alone': still & w & ~(al | s | d | jump), 'S alone': still & s & ~(w | al | d | jump),
             'A/D alone': still & (al | d) & ~(w | s | jump), 'jump alone': still & jump & ~(w | al | s | d),
             'turn alone': ~a[:, 2] & a[:, 6] & nokeys}
