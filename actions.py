@@ -9,6 +9,8 @@ the bin edges mean the same thing at any frame rate and for any source.
 v5 (default, 15-D): yaw one-hot(5) | pitch one-hot(3) | W, A, S, D | jump, sprint, sneak
 v4 (5-D, continuous): yaw, pitch (degrees / 15, clipped to [-1, 1]), move_x, move_z, jump
 """
+import math
+
 import numpy as np
 
 DEG_PER_UNIT = 15.0  # GF stores yaw_delta / pitch_delta in units of 15 degrees
@@ -162,6 +164,28 @@ def _fast_edge(moving, none_edge):
         k = int(np.argmin(np.abs(share - 0.5)))
     edge = round(float(mids[k]), EDGE_DECIMALS)
     return edge if edge > none_edge else round(2 * none_edge, EDGE_DECIMALS)
+
+
+MINECRAFT_VFOV_DEG = 70.0   # Minecraft's default field of view ("Normal"), measured vertically
+
+
+def camera_warp_shifts(yaw_deg, pitch_deg, edges, grid_h, vfov_deg=MINECRAFT_VFOV_DEG,
+                       default=((2, 1, 0, -1, -2), (1, 0, -1))):
+    """The mean content motion, in token cells per frame, of each yaw bin (5) and pitch bin (3), from a
+    dataset's recorded camera degrees per frame (arrays, one entry per transition): the model's
+    warp_yaw_shift / warp_pitch_shift for warp_accumulate. A pinhole camera turned by a degrees moves the
+    centre of the view by f * tan(a), f = (grid_h / 2) / tan(vfov / 2) cells (square cells). Turning right
+    (yaw > 0) moves content left and looking down (pitch > 0) moves it up, hence the minus signs. The
+    'none' and 'level' bins are 0 (sub-edge jitter must not add up to a drift); a bin with no transitions
+    keeps its default."""
+    f = (grid_h / 2) / math.tan(math.radians(vfov_deg) / 2)
+    out = []
+    for deg, bins, n, still, dflt in ((yaw_deg, yaw_bin(yaw_deg, edges['yaw']), 5, 2, default[0]),
+                                      (pitch_deg, pitch_bin(pitch_deg, edges['pitch']), 3, 1, default[1])):
+        motion = -f * np.tan(np.radians(np.asarray(deg, dtype=np.float64)))
+        out.append(tuple(0.0 if b == still else round(float(motion[bins == b].mean()), 3) if (bins == b).any()
+                         else float(dflt[b]) for b in range(n)))
+    return out[0], out[1]
 
 
 def choose_bin_edges(yaw_deg, pitch_deg, noise_floor=CAMERA_NOISE_FLOOR_DEG, info=None):

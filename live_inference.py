@@ -124,6 +124,7 @@ class Engine:
         a = self.encode(record)
         action = torch.from_numpy(a)[None].to(self.device)
         t0 = time.perf_counter()
+        offset = self.state.warp_offset
         try:
             logits = self._model_step(action)
         except Exception as e:
@@ -134,7 +135,7 @@ class Engine:
             logits = self._model_step(action)
         mode = self.sampling if self.temperature > 0 else 'greedy'
         self.tokens = next_tokens(self.model, logits, self.tokens, action, dict(
-            mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator)
+            mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator, offset)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)

@@ -24,7 +24,7 @@ sprint sneak. Other action_dim (e.g. the 5-D v4 encoding) gets a single FiLM MLP
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -82,6 +82,11 @@ class WorldModelConfig:
     copy_gate: bool = False
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
+    # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
+    # bins' mean motion in cells (fractional, e.g. train.py WARP_CALIBRATE) and each step moves content by
+    # the change in the rounded running sum, carried in the state: a slow turn of 0.4 cells a frame moves
+    # one cell every 2-3 frames instead of one every frame (the history's "camera snaps")
+    warp_accumulate: bool = False
     # output / runtime
     zero_init_head: bool = True
     grad_checkpoint: bool = False      # recompute each step's GRU stack in backward (training only)
@@ -148,29 +153,36 @@ class WorldModelState:
     hidden: List[torch.Tensor]   # per GRU layer (B, C, H, W)
     buf: torch.Tensor            # (B, L, C) pooled top maps of the last L steps, newest last
     buf_len: torch.Tensor        # (B,) long: how many of the L slots are filled
+    warp_offset: Optional[torch.Tensor] = None   # (B, 2) float32: the camera warp's sub-cell remainder
+                                                 # (x, y), with warp_accumulate; None means zero
 
     @property
     def batch_size(self):
         return self.buf.shape[0]
 
+    def _offset(self, f):
+        return None if self.warp_offset is None else f(self.warp_offset)
+
     def detach(self):
-        return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len)
+        return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset)
 
     def __getitem__(self, idx):
         if isinstance(idx, int):  # keep the batch dimension
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
-        return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx])
+        return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx],
+                               self._offset(lambda o: o[idx]))
 
     def to(self, device=None, dtype=None):
-        """Move (and optionally cast the float maps); buf_len stays long."""
+        """Move (and optionally cast the float maps); buf_len stays long, the warp offset float32."""
         return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
-                               self.buf_len.to(device))
+                               self.buf_len.to(device), self._offset(lambda o: o.to(device)))
 
     def reset(self, mask):
         """Fresh state for the samples where mask (B,) is True (e.g. a new clip started)."""
         keep = (~mask.bool()).to(self.buf.dtype)
         hidden = [h * keep.to(h.dtype).view(-1, 1, 1, 1) for h in self.hidden]
-        return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long())
+        return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long(),
+                               self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]))
 
 
 def shift_maps(x, dx, dy):
@@ -361,15 +373,29 @@ class WorldModelConvFiLM(nn.Module):
         return WorldModelState(hidden, torch.zeros(batch, L, cfg.hidden_dim, device=device, dtype=dtype),
                                torch.zeros(batch, dtype=torch.long, device=device))
 
-    def camera_shifts(self, actions):
-        """(..., 15) actions -> integer content shifts (dx, dy) in cells; zero camera blocks give 0."""
+    def camera_shifts(self, actions, offset=None):
+        """(B, T, 15) actions -> integer content shifts dx, dy (B, T) in cells (zero camera blocks give 0)
+        and the warp offset after the last step (B, 2) (None without warp_accumulate). offset (B, 2) is the
+        state's sub-cell remainder before the first step (None: zero)."""
         a = actions.float()
-        dx = (a[..., YAW_SLICE] @ self.yaw_shift.float()).round().long()
-        dy = (a[..., PITCH_SLICE] @ self.pitch_shift.float()).round().long()
-        return dx, dy
+        s = torch.stack([a[..., YAW_SLICE] @ self.yaw_shift.float(), a[..., PITCH_SLICE] @ self.pitch_shift.float()], -1)
+        if not self.config.warp_accumulate:
+            s = s.round().long()
+            return s[..., 0], s[..., 1], None
+        # exact integer arithmetic in 1/1000 cells, so a window and the same steps one by one (float sums
+        # associate differently) always agree on when the next whole cell is reached
+        q = 1000
+        s = (s * q).round().long()
+        start = s.new_zeros(s.shape[0], 2) if offset is None else (offset.float() * q).round().long()
+        cum = start[:, None] + s.cumsum(1)                          # (B, T, 2) content moved so far
+        before = torch.cat([start[:, None], cum[:, :-1]], 1)
+        cells = lambda v: torch.div(v + q // 2, q, rounding_mode='floor')   # nearest whole cell, halves up
+        d = cells(cum) - cells(before)
+        return d[..., 0], d[..., 1], (cum[:, -1] - cells(cum[:, -1]) * q).float() / q
 
-    def embed_tokens(self, tokens, actions):
-        """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E(+planes),H,W), warped when camera_warp='input'."""
+    def embed_tokens(self, tokens, actions, shifts=None):
+        """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E(+planes),H,W), warped when camera_warp='input'
+        (by shifts = camera_shifts(...)'s (dx, dy), computed from the actions alone when None)."""
         if tokens.is_floating_point():   # soft feedback: expected embedding under the predicted distribution
             x = torch.einsum('btkhw,ke->btehw', tokens.to(self.embed.weight.dtype), self.embed.weight)
         else:
@@ -377,7 +403,7 @@ class WorldModelConvFiLM(nn.Module):
         cfg = self.config
         B, T, _, H, W = x.shape
         if cfg.camera_warp == 'input':
-            dx, dy = self.camera_shifts(actions)
+            dx, dy = shifts[:2] if shifts is not None else self.camera_shifts(actions)[:2]
             x = shift_maps(x.flatten(0, 1), dx.flatten(), dy.flatten()).view(B, T, *x.shape[2:])
         planes = [x]
         if cfg.coord_channels:   # after the warp: they say where a cell is on screen, which never moves
@@ -386,14 +412,14 @@ class WorldModelConvFiLM(nn.Module):
             planes.append(actions.to(x.dtype)[..., None, None].expand(B, T, cfg.action_dim, H, W))
         return torch.cat(planes, 2) if len(planes) > 1 else x
 
-    def copy_source(self, tokens, actions):
+    def copy_source(self, tokens, actions, shifts=None):
         """What each cell holds now, moved by the camera warp like the embedding: (B,T,H,W) long token ids
         and a (B,T,H,W) mask (0 where the pitch warp filled a row), or for soft tokens the warped (B,T,K,H,W)
-        probabilities (zero-filled rows sum to 0) and None."""
+        probabilities (zero-filled rows sum to 0) and None. shifts as in embed_tokens."""
         cfg = self.config
         if cfg.camera_warp != 'input':
             return (tokens, None if tokens.is_floating_point() else torch.ones_like(tokens, dtype=torch.float32))
-        dx, dy = self.camera_shifts(actions)
+        dx, dy = shifts[:2] if shifts is not None else self.camera_shifts(actions)[:2]
         dx, dy = dx.flatten(), dy.flatten()
         if tokens.is_floating_point():
             return shift_maps(tokens.flatten(0, 1), dx, dy).view_as(tokens), None
@@ -402,11 +428,11 @@ class WorldModelConvFiLM(nn.Module):
         ids, valid = shift_maps(ids, dx, dy).view(B, T, 2, H, W).unbind(2)   # ids < 2**24: exact in float32
         return ids.round().long(), valid
 
-    def add_copy_logit(self, logits, top, tokens, actions):
+    def add_copy_logit(self, logits, top, tokens, actions, shifts=None):
         """logits (B,T,K,H,W) + copy_head(top) on each cell's current token (or its probabilities)."""
         B, T = logits.shape[:2]
         gate = self.copy_head(top.flatten(0, 1)).view(B, T, 1, *logits.shape[-2:])
-        src, valid = self.copy_source(tokens, actions)
+        src, valid = self.copy_source(tokens, actions, shifts)
         if valid is None:
             return logits + gate * src.to(logits.dtype)
         return logits.scatter_add(2, src[:, :, None], (gate * valid[:, :, None].to(gate.dtype)).to(logits.dtype))
@@ -462,14 +488,13 @@ class WorldModelConvFiLM(nn.Module):
         actions = actions.to(self.head.weight.dtype)
 
         # everything that does not depend on the recurrence, for the whole window at once
-        x = self.in_proj(self.embed_tokens(tokens, actions).flatten(0, 1))
+        shifts = self.camera_shifts(actions, state.warp_offset) if cfg.camera_warp != 'none' else None
+        x = self.in_proj(self.embed_tokens(tokens, actions, shifts).flatten(0, 1))
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.view(B, T, *x.shape[1:])
         gamma, beta = self.film_params(actions)
-        dx = dy = None
-        if cfg.camera_warp == 'hidden':
-            dx, dy = self.camera_shifts(actions)
+        dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
         hidden, tops = list(state.hidden), []
         for t in range(T):
@@ -489,8 +514,8 @@ class WorldModelConvFiLM(nn.Module):
         logits = self.head(top.flatten(0, 1))
         logits = logits.view(B, T, *logits.shape[1:])
         if cfg.copy_gate:
-            logits = self.add_copy_logit(logits, top, tokens, actions)
-        new_state = WorldModelState(hidden, buf, buf_len)
+            logits = self.add_copy_logit(logits, top, tokens, actions, shifts)
+        new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None)
         return (logits, new_state, top) if return_hidden else (logits, new_state)
 
     def step(self, tokens_t, action_t, state, return_hidden=False):

@@ -67,12 +67,14 @@ def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, ge
     return idx.view(B, H, W)
 
 
-def next_tokens(model, logits, cur, action, sampling=None, generator=None):
+def next_tokens(model, logits, cur, action, sampling=None, generator=None, warp_offset=None):
     """The tokens of the next frame from a step's logits (B, K, H, W), given the frame that went in (cur
-    (B, H, W)) and its action (B, A): sample_tokens, with the cells' warped current tokens for 'commit'."""
+    (B, H, W)) and its action (B, A): sample_tokens, with the cells' warped current tokens for 'commit'
+    (warp_offset: the state's warp offset *before* the step, so the warp is the one the step used)."""
     sampling = dict(sampling or {})
     if sampling.get('mode') == 'commit':
-        stay, valid = model.copy_source(cur[:, None], action[:, None])
+        shifts = model.camera_shifts(action[:, None], warp_offset) if model.config.camera_warp != 'none' else None
+        stay, valid = model.copy_source(cur[:, None], action[:, None], shifts)
         sampling.update(stay=stay[:, 0], stay_valid=valid[:, 0])
     return sample_tokens(logits, generator=generator, **sampling)
 
@@ -107,8 +109,9 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     cur = context_tokens[:, -1]
     out, logits_out = [], []
     for n in range(steps):
+        offset = state.warp_offset
         logits, state = model.step(cur, actions[:, n], state)
-        cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator)
+        cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator, offset)
         out.append(cur)
         if return_logits:
             logits_out.append(logits)

@@ -36,6 +36,10 @@ ISOLATED_MOVES = 0.0         # share of windows drawn in proportion to their sha
 # ---- model ----
 MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
 MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}
+WARP_CALIBRATE = False       # True: the camera warp moves content by the train clips' mean motion per yaw/pitch
+                             # bin (fractional cells, summed in the state: warp_accumulate) instead of whole
+                             # cells per frame; blockworld's slow turns move 0.4 cells a frame, not 1
+WARP_VFOV_DEG = 70.0         # the recordings' vertical field of view (Minecraft's default), for WARP_CALIBRATE
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -370,6 +374,25 @@ def window_means(per_transition, starts, frames):
     return (cs[starts + frames - 1] - cs[starts]) / (frames - 1)
 
 
+def train_camera_degrees(data_dir, manifest):
+    """The train clips' recorded camera change per transition (yaw, pitch degrees per frame), from the raw
+    actions preprocess keeps in each npz (the encoded actions only hold their bins)."""
+    names = manifest.get('raw_action_names', [])
+    if 'yaw_deg' not in names or 'pitch_deg' not in names:
+        raise ValueError(f"{os.path.join(data_dir, 'manifest.json')}: raw_action_names {names} has no yaw_deg / "
+                         "pitch_deg; WARP_CALIBRATE needs them (re-run preprocess.py)")
+    iy, ip = names.index('yaw_deg'), names.index('pitch_deg')
+    rows = []
+    for c in manifest['clips']:
+        if c['split'] == 'train':
+            with np.load(os.path.join(data_dir, c['file'])) as z:
+                rows.append(z['raw_actions'][:, [iy, ip]])
+    if not rows:
+        raise ValueError(f"{data_dir}: no train clips to calibrate the camera warp on")
+    deg = np.concatenate(rows).astype(np.float64)
+    return deg[:, 0], deg[:, 1]
+
+
 def window_probabilities(cache, starts, frames, power, isolated_share=0.0):
     """Sampling probabilities of windows (start rows, `frames` frames each), or None for uniform.
     BALANCE_ACTIONS=power: proportional to (mean balance weight of the window's transitions) ** power.
@@ -515,6 +538,13 @@ def main(argv):
         overrides['use_idm'] = False  # no dead parameters for DDP to wait on
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
+    if WARP_CALIBRATE:
+        yaw_deg, pitch_deg = train_camera_degrees(DATA_DIR, manifest)
+        overrides['warp_yaw_shift'], overrides['warp_pitch_shift'] = A.camera_warp_shifts(
+            yaw_deg, pitch_deg, edges, cache.grid[0], WARP_VFOV_DEG)
+        overrides['warp_accumulate'] = True
+        log(f"camera warp calibrated on {len(yaw_deg)} train transitions (cells per frame): "
+            f"yaw bins {overrides['warp_yaw_shift']}, pitch bins {overrides['warp_pitch_shift']}")
     mcfg = PRESETS[MODEL_PRESET](**overrides)
     model = WorldModelConvFiLM(mcfg).to(device)
 

@@ -1,5 +1,6 @@
 """actions.py: bin symmetry, data-driven bin edges, statistics and the encode() glue."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -148,3 +149,18 @@ def test_balance_weights_equalise_action_combinations():
     b = a.copy()
     b[:, 13] = 1
     assert np.array_equal(A.action_combos(a), A.action_combos(b))
+
+
+def test_camera_warp_shifts_are_the_mean_motion_in_cells_per_bin():
+    edges = dict(yaw=(0.5, 4.0), pitch=0.5)
+    f = 9 / math.tan(math.radians(35))                         # 18 rows, 70 degrees: 12.85 cells a radian
+    yaw = np.array([1.0, 3.0, -2.0, 8.0, 0.2, -0.3])          # slow right x2, slow left, fast right, none x2
+    pitch = np.array([2.0, 0.0, 0.0, 0.0, 0.1, 0.0])          # one look down, the rest level
+    ys, ps = A.camera_warp_shifts(yaw, pitch, edges, 18)
+    assert ys[3] == pytest.approx(-f * np.mean(np.tan(np.radians([1.0, 3.0]))), abs=1e-3)   # right: content left
+    assert ys[1] == pytest.approx(f * math.tan(math.radians(2.0)), abs=1e-3)
+    assert ys[4] == pytest.approx(-f * math.tan(math.radians(8.0)), abs=1e-3)
+    assert ys[0] == 2.0 and ps[0] == 1.0                       # no fast-left turn or look up: the defaults
+    assert ys[2] == 0.0 and ps[1] == 0.0                       # still bins never drift
+    assert ps[2] == pytest.approx(-f * math.tan(math.radians(2.0)), abs=1e-3)                # down: content up
+    assert A.camera_warp_shifts(yaw, pitch, edges, 36)[0][3] == pytest.approx(2 * ys[3], abs=2e-3)

@@ -77,9 +77,12 @@ def test_shapes():
     assert m.idm(top[:, 0], top[:, 3], 3).shape == (B, 15)
 
 
-@pytest.mark.parametrize('warp', ['input', 'hidden'])
+ACCUMULATE = dict(warp_accumulate=True, warp_yaw_shift=(1.7, 0.4, 0.0, -0.4, -1.7), warp_pitch_shift=(0.55, 0.0, -0.5))
+
+
+@pytest.mark.parametrize('warp', ['input', 'hidden', 'accumulate'])
 def test_step_loop_equals_forward(warp):
-    m = build(camera_warp=warp)
+    m = build(camera_warp='input', **ACCUMULATE) if warp == 'accumulate' else build(camera_warp=warp)
     B, T = 2, 5   # T > temporal_context, so the buffer rolls over
     tok, act = rand_tokens(B, T, m.config), rand_actions(B, T)
     with torch.no_grad():
@@ -98,6 +101,36 @@ def test_step_loop_equals_forward(warp):
         torch.testing.assert_close(c, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(st.buf, st_seq.buf, atol=1e-5, rtol=1e-5)
     assert st.buf_len.tolist() == st_seq.buf_len.tolist() == [2, 2]
+    if warp == 'accumulate':   # the sub-cell remainder is carried, whichever way the window is cut
+        assert st_seq.warp_offset.abs().max() > 0
+        torch.testing.assert_close(st.warp_offset, st_seq.warp_offset)
+        torch.testing.assert_close(s2.warp_offset, st_seq.warp_offset)
+
+
+def test_accumulated_warp_moves_a_slow_turn_one_cell_every_few_frames():
+    slow_right = action(yaw=3, B=1)[:, None].expand(1, 5, 15)
+    m = build(**ACCUMULATE)
+    dx, dy, off = m.camera_shifts(slow_right)
+    assert dx.tolist() == [[0, -1, 0, -1, 0]] and dy.tolist() == [[0] * 5]    # -0.4 a frame: -2 cells in 5
+    assert off.abs().max() < 1e-5
+    dx1, _, o1 = m.camera_shifts(slow_right[:, :3])                            # cut in two, remainder carried
+    dx2, _, _ = m.camera_shifts(slow_right[:, 3:], o1)
+    assert torch.cat([dx1, dx2], 1).tolist() == dx.tolist()
+    assert torch.allclose(o1, torch.tensor([[-0.2, 0.0]]), atol=1e-5)
+    assert build().camera_shifts(slow_right)[0].tolist() == [[-1] * 5]        # whole cells: one every frame
+    # a fresh state forgets the remainder of the samples that restart
+    st = WorldModelState([torch.zeros(2, 1)], torch.zeros(2, 1, 1), torch.zeros(2, dtype=torch.long),
+                         torch.tensor([[0.3, -0.2], [0.1, 0.4]]))
+    assert torch.equal(st.reset(torch.tensor([True, False])).warp_offset, torch.tensor([[0.0, 0.0], [0.1, 0.4]]))
+    assert torch.equal(st[1].warp_offset, torch.tensor([[0.1, 0.4]])) and st.detach().warp_offset is st.warp_offset
+    # through the model: at init (zero head, copy gate) a greedy or commit rollout is the warped copy
+    from rollout import rollout
+    m = build(copy_gate=True, zero_init_head=True, **ACCUMULATE)
+    ctx = rand_tokens(1, 2, m.config)
+    for mode in ('greedy', 'commit'):
+        gen, st = rollout(m, ctx, action(B=1)[:, None], slow_right, sampling=dict(mode=mode))
+        for t, total in enumerate([0, -1, -1, -2, -2]):
+            assert torch.equal(gen[:, t], shift_maps(ctx[:, -1:], torch.tensor([total]), torch.tensor([0]))[:, 0])
 
 
 def test_soft_tokens_equal_hard_tokens():

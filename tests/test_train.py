@@ -88,13 +88,21 @@ def test_ddp_two_processes_keep_parameters_equal(data, tmp_path):
 def test_config_overrides_reach_the_loop(data, tmp_path):
     from model_convGru import load_world_model
     run_train(data, tmp_path, '--MAX_STEPS=8', '--LR=0.002', '--WARMUP_STEPS=2', '--MIN_LR=0.002',
-              '--AR_CURRICULUM=False', '--BATCH_SIZE=3')
+              '--AR_CURRICULUM=False', '--BATCH_SIZE=3', '--WARP_CALIBRATE=True')
     ms = [m for m in metrics(tmp_path) if 'lr' in m]
     assert ms[-1]['lr'] == pytest.approx(0.002)
     assert ms[-1]['samples_per_sec'] == pytest.approx(3 * ms[-1]['steps_per_sec'])
     assert all(m['train/ar_len'] == 0 for m in ms)
     _, ck = load_world_model(str(tmp_path / 'ckpt_0000008.pt'), weights_only=False)
     assert ck['train_config']['LR'] == 0.002 and ck['config']['hidden_dim'] == 16
+    # WARP_CALIBRATE: the warp moves content by the train clips' mean motion per camera bin
+    import train
+    with open(os.path.join(data['data'], 'manifest.json')) as f:
+        manifest = json.load(f)
+    yaw, pitch = train.train_camera_degrees(data['data'], manifest)
+    ys, ps = A.camera_warp_shifts(yaw, pitch, A.edges_from_manifest(manifest), 18)
+    assert ck['config']['warp_accumulate'] and tuple(ck['config']['warp_yaw_shift']) == ys
+    assert tuple(ck['config']['warp_pitch_shift']) == ps and 0 < abs(ys[3]) < 1   # slow turns: sub-cell
 
 
 def test_curriculum_brake_and_gate():
