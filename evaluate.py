@@ -223,19 +223,27 @@ def change_calibration(logits, tokens, actions):
     """Does the model know *how much* of the frame changes, per kind of transition? logits (B, T, K, h, w),
     tokens (B, T+1, h, w), 15-D actions (B, T, 15). Per class (idle: camera still, no key; isolated
     movement: a key down, camera still; camera: the camera moves): transitions, the true share of cells
-    whose token changes, and the model's mean probability of a change (1 - p(the cell's current token)).
+    whose token changes, the model's mean probability of a change (1 - p(the cell's current token)), and
+    new_token_acc: on the cells that do change, how often the model's most likely *other* token is the
+    new one (knowing *that* a cell changes is not knowing *what* it becomes).
     A model that ignores the keys gives idle and isolated movement the same predicted change."""
     import actions as A
-    p_copy = logits.float().log_softmax(2).gather(2, tokens[:, :-1, None].long()).squeeze(2).exp()
+    z = logits.float()
+    cur = tokens[:, :-1, None].long()
+    p_copy = z.log_softmax(2).gather(2, cur).squeeze(2).exp()
     changed = (tokens[:, 1:] != tokens[:, :-1]).float()
+    other = z.scatter(2, cur, float('-inf')).argmax(2)
+    hit = (other == tokens[:, 1:]).float()
     a = actions.reshape(-1, actions.shape[-1]).cpu().numpy()
     still, keys = A.camera_still(a), A.movement_keys_down(a)
     out = {}
     for name, m in (('idle', still & ~keys), ('isolated_movement', still & keys), ('camera', ~still)):
         m = torch.from_numpy(m)
         if m.any():
-            out[name] = dict(n=int(m.sum()), true_change=float(changed.flatten(0, 1)[m].mean()),
-                             predicted_change=float(1 - p_copy.flatten(0, 1)[m].mean()))
+            ch = changed.flatten(0, 1)[m]
+            out[name] = dict(n=int(m.sum()), true_change=float(ch.mean()),
+                             predicted_change=float(1 - p_copy.flatten(0, 1)[m].mean()),
+                             new_token_acc=float((hit.flatten(0, 1)[m] * ch).sum() / ch.sum().clamp(min=1)))
     return out
 
 
@@ -980,6 +988,7 @@ def summary_rows(res):
         if tf.get('change_calibration'):
             out.append(("cells that change: true / predicted", '   '.join(
                 f"{k.replace('_', ' ')} {v['true_change']:.2f} / {v['predicted_change']:.2f}"
+                + (f" (new token right {v['new_token_acc']:.2f})" if 'new_token_acc' in v else '')
                 for k, v in tf['change_calibration'].items())))
     for key, r in res.get('open_loop', {}).items():
         if 'summary' not in r:

@@ -32,11 +32,13 @@ def figures(run):
     # worst moving action's PSNR gain over copy-last (the target holds for every moving action)
     gains = {h: min(per_action[a]['model']['psnr'][hz.index(h)] - per_action[a]['copy_last']['psnr'][hz.index(h)]
                     for a in moving) if h in hz else None for h in (8, 16)}
+    turn8 = min(per_action[a]['model']['psnr'][hz.index(8)] - per_action[a]['copy_last']['psnr'][hz.index(8)]
+                for a in ('turn_left', 'turn_right') if a in per_action) if 8 in hz else None
     idle = cf['idle']
     idle_gap = min(idle['model']['psnr'][i] - idle['copy_last']['psnr'][i] for i in at) if at else None
     gt, idle_model = st['gt'], st['idle']['model']   # gt: the held-out clips' own change and unique codes
     out = dict(step=r['settings']['step'], overall=ratio['overall'], **{a: ratio['per_action'].get(a) for a in FOLLOW},
-               cf_move_gain8=gains[8], cf_move_gain16=gains[16], cf_idle_gap=idle_gap,
+               cf_move_gain8=gains[8], cf_move_gain16=gains[16], cf_turn_gain8=turn8, cf_idle_gap=idle_gap,
                sensitivity=cf['sensitivity']['model']['overall'], aligned=cf['sensitivity']['model']['aligned_overall'],
                idle_unique=idle_model['unique_end'] / gt['unique_codes'],
                idle_change=idle_model['change_end'] / gt['frame_change'],
@@ -45,7 +47,8 @@ def figures(run):
                key_gain=tf.get('action_ce_gain_by_group', {}).get('movement_keys'))
     cal = tf.get('change_calibration', {})   # predicted share of changing cells (true share: same data, same for all)
     out.update(pchg_idle=cal.get('idle', {}).get('predicted_change'),
-               pchg_move=cal.get('isolated_movement', {}).get('predicted_change'))
+               pchg_move=cal.get('isolated_movement', {}).get('predicted_change'),
+               new_move=cal.get('isolated_movement', {}).get('new_token_acc'))
     return out
 
 
@@ -61,13 +64,13 @@ def fmt(v, key=None, mark=False):
     return s
 
 
-COLUMNS = ['step', 'overall'] + list(FOLLOW) + ['cf_move_gain8', 'cf_move_gain16', 'cf_idle_gap', 'sensitivity',
-                                                'aligned', 'idle_unique', 'idle_change', 'random_unique', 'ce_gain',
-                                                'key_gain', 'pchg_idle', 'pchg_move']
+COLUMNS = ['step', 'overall'] + list(FOLLOW) + ['cf_move_gain8', 'cf_move_gain16', 'cf_turn_gain8', 'cf_idle_gap',
+                                                'sensitivity', 'aligned', 'idle_unique', 'idle_change', 'random_unique',
+                                                'ce_gain', 'key_gain', 'pchg_idle', 'pchg_move', 'new_move']
 HEAD = dict(SHORT, step='steps', overall='follow', cf_move_gain8='CF move +dB@8', cf_move_gain16='CF move +dB@16',
             cf_idle_gap='CF idle dB', sensitivity='sens', aligned='sens aligned', idle_unique='idle uniq', idle_change='idle chg',
             random_unique='rand uniq', ce_gain='CE gain', key_gain='keys CE gain', pchg_idle='p(chg) idle',
-            pchg_move='p(chg) move')
+            pchg_move='p(chg) move', cf_turn_gain8='CF turns +dB@8', new_move='new token move')
 
 
 def main(argv=None):

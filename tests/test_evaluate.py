@@ -107,6 +107,12 @@ def test_change_calibration_separates_idle_from_movement():
     assert c['idle']['true_change'] == 0 and c['isolated_movement']['true_change'] == 0.5
     assert c['camera']['true_change'] == 1
     assert all(v['predicted_change'] == pytest.approx(0.1, abs=1e-5) for v in c.values())
+    # which token a changing cell becomes: the first other code on ties, right for W's row (0 -> 1),
+    # wrong for the turn (-> 2) until the model puts code 2 above code 0/1 there
+    assert c['isolated_movement']['new_token_acc'] == 1 and c['camera']['new_token_acc'] == 0
+    assert c['idle']['new_token_acc'] == 0                       # no cell changed: nothing to get right
+    logits[0, 2, 2] = float(np.log(0.06))
+    assert E.change_calibration(logits, tok, acts)['camera']['new_token_acc'] == 1
 
 
 def test_drift_summary_flags_a_frozen_texture_and_noise():
@@ -291,3 +297,6 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     i8 = cf['horizons'].index(8)
     assert f['cf_move_gain8'] == min(cf['per_action'][a]['model']['psnr'][i8] - cf['per_action'][a]['copy_last']['psnr'][i8]
                                      for a in E.ACTIONS if a != 'idle')
+    assert f['cf_move_gain8'] <= f['cf_turn_gain8'] == min(
+        cf['per_action'][a]['model']['psnr'][i8] - cf['per_action'][a]['copy_last']['psnr'][i8] for a in ('turn_left', 'turn_right'))
+    assert f['new_move'] == tf['change_calibration'].get('isolated_movement', {}).get('new_token_acc')
