@@ -29,11 +29,15 @@ def figures(run):
     at = [hz.index(h) for h in (8, 16) if h in hz]
     per_action = cf['per_action']
     moving = [a for a in per_action if a != 'idle']
-    # worst moving action's PSNR gain over copy-last (the target holds for every moving action)
-    gains = {h: min(per_action[a]['model']['psnr'][hz.index(h)] - per_action[a]['copy_last']['psnr'][hz.index(h)]
-                    for a in moving) if h in hz else None for h in (8, 16)}
-    turn8 = min(per_action[a]['model']['psnr'][hz.index(8)] - per_action[a]['copy_last']['psnr'][hz.index(8)]
-                for a in ('turn_left', 'turn_right') if a in per_action) if 8 in hz else None
+    def worst_gain(actions, h):   # the worst of these actions' PSNR gain over copy-last at horizon h
+        if h not in hz:
+            return None
+        i = hz.index(h)
+        return min(per_action[a]['model']['psnr'][i] - per_action[a]['copy_last']['psnr'][i] for a in actions)
+
+    # every moving action (the target holds for each) and the turns alone
+    gains = {h: worst_gain(moving, h) for h in (8, 16)}
+    turn8 = worst_gain([a for a in ('turn_left', 'turn_right') if a in per_action], 8)
     idle = cf['idle']
     idle_gap = min(idle['model']['psnr'][i] - idle['copy_last']['psnr'][i] for i in at) if at else None
     gt, idle_model = st['gt'], st['idle']['model']   # gt: the held-out clips' own change and unique codes
