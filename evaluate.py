@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from atomicio import atomic_write
-from rollout import SAMPLING_MODES
+from rollout import CHANGE_THRESHOLD, SAMPLING_MODES
 
 # ---- what to measure (flags override; --quick swaps in QUICK) ----
 CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
@@ -1075,6 +1075,8 @@ def parse_args(argv):
     p.add_argument('--cf-horizons', type=tup, default=None)
     p.add_argument('--sampling', default=SAMPLING, choices=SAMPLING_MODES)
     p.add_argument('--temperature', type=float, default=TEMPERATURE)
+    p.add_argument('--change-threshold', type=float, default=CHANGE_THRESHOLD,
+                   help="'commit': change a cell when its current token's probability is below this")
     args = p.parse_args(argv)
     defaults = dict(ints, horizons=HORIZONS, cf_horizons=CF_HORIZONS)
     for k, v in defaults.items():
@@ -1123,6 +1125,8 @@ def run(args):
         from idm import load_idm
         idm = load_idm(args.idm, device)
     sampling = dict(mode=args.sampling, temperature=args.temperature, top_k=args.top_k)
+    if args.sampling == 'commit':
+        sampling['change_threshold'] = args.change_threshold
     mgen = ModelGen(model, sampling, args.seed)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}
     settings = dict(checkpoint=os.path.abspath(ckpt_path), step=ck.get('step'), data=os.path.abspath(data),
@@ -1132,7 +1136,7 @@ def run(args):
                     edges=dict(edges), device=str(device), split=clips.split, quick=args.quick,
                     sampling=sampling, model_config=model.config.to_dict(),
                     **{k: v for k, v in vars(args).items() if k not in ('ckpt', 'data', 'raw', 'vqvae', 'idm', 'out',
-                                                                       'quick', 'device', 'sampling', 'temperature',
+                                                                       'quick', 'device', 'sampling', 'temperature', 'change_threshold',
                                                                        'top_k', 'threads')})
     res = dict(settings=settings)
     if clips.split != 'val':

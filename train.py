@@ -59,7 +59,8 @@ AR_BRAKE_UPPER = 2.5         # EMA(AR LPIPS / TF LPIPS) above this: ar_len - 1
 AR_BRAKE_LOWER = 1.6         # below this (and not collapsed): ar_len + 1
 AR_RATIO_EMA = 0.9           # smoothing of the ratio, updated every LOG_STEPS
 UNIQUE_CODES_GATE = 0.5      # ar_len grows only while predictions use >= this share of GT's unique codes
-AR_FEEDBACK = 'argmax'       # how AR inputs are chosen from the previous logits: argmax | sample | topk
+AR_FEEDBACK = 'argmax'       # how AR inputs are chosen from the previous logits: argmax | sample | topk | commit
+                             # (commit: rollout's commit decoding, the one that shows the keys' motion)
 AR_FEEDBACK_TOPK = 8         # for 'topk': sample among the k most likely codes
 AR_LOSS_WEIGHT = 2.5
 # ---- losses ----
@@ -106,7 +107,7 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
-from rollout import amp_dtype, autocast, decode_tokens, rollout, unique_codes_per_frame  # noqa: E402
+from rollout import amp_dtype, autocast, decode_tokens, next_tokens, rollout, unique_codes_per_frame  # noqa: E402
 from tokendata import TokenCache, WindowDataset  # noqa: E402
 
 PEAKS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'RTX 4090': 165e12,
@@ -203,7 +204,7 @@ def feedback_tokens(logits, mode, topk):
         return i.gather(-1, torch.multinomial(v.softmax(-1), 1)).view(B, H, W)
     if mode == 'sample':
         return torch.multinomial(z.softmax(-1), 1).view(B, H, W)
-    raise ValueError(f"AR_FEEDBACK={mode!r}: expected argmax | sample | topk")
+    raise ValueError(f"AR_FEEDBACK={mode!r}: expected argmax | sample | topk | commit")
 
 
 class WindowLoss(torch.nn.Module):
@@ -224,10 +225,14 @@ class WindowLoss(torch.nn.Module):
         inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
         logits, state, top = model(inp, actions[:, :tf_len], return_hidden=True)
         all_logits, tops = [logits], [top]
-        prev = logits[:, -1]
+        prev, cur = logits[:, -1], inp[:, -1]
         for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
-            fb = feedback_tokens(prev, knobs['feedback'], knobs['topk'])
+            if knobs['feedback'] == 'commit':   # the step that made `prev` took `cur` and action t-1
+                fb = next_tokens(model, prev.detach(), cur, actions[:, t - 1], dict(mode='commit'))
+            else:
+                fb = feedback_tokens(prev, knobs['feedback'], knobs['topk'])
             prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True)
+            cur = fb
             all_logits.append(prev[:, None])
             tops.append(top_t[:, None])
         logits = torch.cat(all_logits, 1).float()  # (B, T, K, H, W)
@@ -546,6 +551,8 @@ def main(argv):
         log(f"camera warp calibrated on {len(yaw_deg)} train transitions (cells per frame): "
             f"yaw bins {overrides['warp_yaw_shift']}, pitch bins {overrides['warp_pitch_shift']}")
     mcfg = PRESETS[MODEL_PRESET](**overrides)
+    if AR_FEEDBACK == 'commit' and mcfg.warp_accumulate:  # the AR tail does not track the warp offset per step
+        raise ValueError("AR_FEEDBACK='commit' with an accumulated camera warp (WARP_CALIBRATE) is not supported")
     model = WorldModelConvFiLM(mcfg).to(device)
 
     # optimiser: FiLM gets its own learning-rate multiplier

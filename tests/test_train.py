@@ -196,3 +196,31 @@ def test_change_weight_up_weights_the_cells_that_change():
     w = 1 + 3 * changed
     assert torch.isclose(weighted['ce_tf'], ((nll * w).sum((2, 3)) / w.sum((2, 3))).mean())
     assert not torch.isclose(weighted['ce_tf'], plain['ce_tf'])
+
+
+def test_commit_feedback_feeds_the_ar_tail_what_commit_decoding_would_show():
+    import torch
+    import train
+    from model_convGru import WorldModelConfig, WorldModelConvFiLM
+    from rollout import next_tokens, sample_tokens
+    torch.manual_seed(0)
+    model = WorldModelConvFiLM(WorldModelConfig(codebook_size=8, embed_dim=4, hidden_dim=4, n_layers=1, height=4,
+                                                width=4, film_dim=4, attn_dim=4, attn_heads=1, use_idm=False,
+                                                zero_init_head=False, copy_gate=True))
+    tokens = torch.randint(0, 8, (3, 3, 4, 4))
+    acts = torch.zeros(3, 2, 15)
+    acts[:, :, 0] = acts[:, :, 6] = 1                      # a fast turn: the commit decision uses warped cells
+    loss = train.WindowLoss(model, None, None)
+    knobs = dict(corrupt=0.0, feedback='commit', topk=1, label_smoothing=0.0, change_weight=0.0, ar_weight=1.0,
+                 semantic_weight=0.0, semantic_frames=0, lpips_weight=0.0, lpips_frames=0, move_boost=1.0,
+                 idm_weight=0.0, idm_span=1, entropy_weight=0.0, tau=1.0, diagnostics=False)
+    with torch.no_grad():
+        logits, state = model(tokens[:, :1], acts[:, :1])
+        fb = next_tokens(model, logits[:, -1], tokens[:, 0], acts[:, 0], dict(mode='commit'))
+        assert not torch.equal(fb, sample_tokens(logits[:, -1]))   # commit and argmax feed different inputs here
+        ar_logits, _ = model.step(fb, acts[:, 1], state)
+        want = -ar_logits.float().log_softmax(1).gather(1, tokens[:, 2, None]).mean()
+        _, out, _ = loss(tokens, acts, 1, knobs)
+        _, out_argmax, _ = loss(tokens, acts, 1, dict(knobs, feedback='argmax'))
+    assert torch.isclose(out['ce_ar'], want)
+    assert not torch.isclose(out_argmax['ce_ar'], want)
