@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from atomicio import atomic_write
-from rollout import CHANGE_THRESHOLD, SAMPLING_MODES
+from rollout import CHANGE_THRESHOLD, DISPLAY_MODES, SAMPLING_MODES
 
 # ---- what to measure (flags override; --quick swaps in QUICK) ----
 CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
@@ -55,6 +55,7 @@ REAL_CEILING_CLIPS = 16      # ...from at most this many val clips (spread evenl
 CACHE_CLIP_FRAMES = 400      # real frames of clips this short are decoded once and kept in memory
 BATCH = 64                   # rollouts per model call
 SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | commit | sample
+DISPLAY = 'tokens'           # rollout.display_frames: what the model's frames show: tokens | soft | soft_changed
 TEMPERATURE = 1.0
 TOP_K = 0
 SEED = 0
@@ -312,17 +313,21 @@ def shuffle_actions(actions, generator):
 
 # ============================================================================ generators
 # A generator maps (context tokens (B, T, h, w), context actions (B, T-1, A), actions (B, N, A)) to
-# tokens (B, N, h, w). The model, copy-last and the shuffled-actions model all go through the same code.
+# tokens (B, N, h, w), or to (tokens, the frames shown (B, N, 3, H, W)) when those are not the decoded
+# tokens. The model, copy-last and the shuffled-actions model all go through the same code.
 
 class ModelGen:
-    def __init__(self, model, sampling, seed=SEED):
+    def __init__(self, model, sampling, seed=SEED, vq=None, display='tokens'):
         self.model, self.sampling = model, sampling
+        self.vq, self.display = (vq, display) if display != 'tokens' else (None, display)
         dev = next(model.parameters()).device
         self.gen = torch.Generator(dev).manual_seed(seed)
 
     def __call__(self, ctx_tok, ctx_act, acts):
         from rollout import rollout
-        return rollout(self.model, ctx_tok, ctx_act, acts, sampling=self.sampling, generator=self.gen)[0]
+        out = rollout(self.model, ctx_tok, ctx_act, acts, sampling=self.sampling, generator=self.gen, vq=self.vq,
+                      display=self.display)
+        return (out[0], out[2]) if self.vq is not None else out[0]
 
 
 class CopyLastGen:
@@ -343,9 +348,17 @@ class ShuffledGen:
 
 
 def generate(gen, ctx_tok, ctx_act, acts, device, batch=BATCH):
-    out = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device)).cpu()
-           for i in range(0, len(ctx_tok), batch)]
-    return torch.cat(out)
+    """Run a generator in batches -> (tokens (B, N, h, w), frames (B, N, 3, H, W) or None: the decoded tokens)."""
+    outs = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device))
+            for i in range(0, len(ctx_tok), batch)]
+    if isinstance(outs[0], tuple):
+        return torch.cat([o[0].cpu() for o in outs]), torch.cat([o[1].float().cpu() for o in outs])
+    return torch.cat([o.cpu() for o in outs]), None
+
+
+def shown(vq, tokens, frames, device):
+    """The frames a generator shows: its own frames when it gave them, else the decoded tokens."""
+    return frames if frames is not None else decode(vq, tokens, device)
 
 
 def decode(vq, tokens, device, batch=64):
@@ -532,8 +545,8 @@ def eval_open_loop(gens, vq, lp, clips, ctx, H, n, device, batch):
                                  lpips=lpips_by_horizon(lp, gt, real, steps=ls))
     samples = {}
     for name, gen in gens.items():
-        pred_tok = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch)
-        pred = decode(vq, pred_tok, device)
+        pred_tok, pred = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch)
+        pred = shown(vq, pred_tok, pred, device)
         r = dict(vs_decoded=dict(psnr=psnr_by_horizon(pred, gt), ssim=ssim_by_horizon(pred, gt, ls),
                                  lpips=lpips_by_horizon(lp, pred, gt, steps=ls)),
                  unique_codes=unique_codes_curve(pred_tok).tolist())
@@ -603,9 +616,12 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
     for mode, acts in inputs.items():
         out[mode] = {}
         for name in ('model', 'copy_last'):
-            pred_tok = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch)
-            full = torch.cat([tok[:, -1:], pred_tok], 1)   # the context frame, then the rollout
-            change = np.mean([frame_change(decode(vq, full[i:i + 1], device)) for i in range(len(full))], 0)
+            pred_tok, pred = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch)
+            if pred is None:
+                full = torch.cat([tok[:, -1:], pred_tok], 1)   # the context frame, then the rollout
+                change = np.mean([frame_change(decode(vq, full[i:i + 1], device)) for i in range(len(full))], 0)
+            else:
+                change = frame_change(torch.cat([decode(vq, tok[:, -1:], device), pred], 1))
             unique = unique_codes_curve(pred_tok)
             out[mode][name] = dict(frame_change=bucket_means(change, buckets),
                                    unique_codes=bucket_means(unique, buckets),
@@ -613,7 +629,7 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
                                                    moving=mode == 'random'))
             if name == 'model':
                 idx = sorted({0, min(7, L - 1), min(63, L - 1), L // 2, L - 1})
-                frames[mode] = (idx, to_uint8(decode(vq, pred_tok[0, idx], device)))
+                frames[mode] = (idx, to_uint8(decode(vq, pred_tok[0, idx], device) if pred is None else pred[0, idx]))
     return out, frames
 
 
@@ -636,7 +652,7 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
     start_img = decode(vq, tok[:, -1], device)                                               # [S, 3, H, W]
     frames = {}
     for name, gen in gens.items():
-        pred = decode(vq, generate(gen, ctx_tok, ctx_act, drive, device, batch), device)    # [S*A, steps, ...]
+        pred = shown(vq, *generate(gen, ctx_tok, ctx_act, drive, device, batch), device)   # [S*A, steps, ...]
         pred = pred.view(S, len(names), steps, *pred.shape[2:])
         first = start_img[:, None, None].expand(-1, len(names), -1, -1, -1, -1)
         frames[name] = to_uint8(torch.cat([first, pred], 2))                                 # [S, A, 1+steps, H, W, 3]
@@ -1075,6 +1091,8 @@ def parse_args(argv):
     p.add_argument('--cf-horizons', type=tup, default=None)
     p.add_argument('--sampling', default=SAMPLING, choices=SAMPLING_MODES)
     p.add_argument('--temperature', type=float, default=TEMPERATURE)
+    p.add_argument('--display', default=DISPLAY, choices=DISPLAY_MODES,
+                   help="the model's frames: decoded tokens, or the soft decode (everywhere / on changed cells)")
     p.add_argument('--change-threshold', type=float, default=CHANGE_THRESHOLD,
                    help="'commit': change a cell when its current token's probability is below this")
     args = p.parse_args(argv)
@@ -1127,16 +1145,16 @@ def run(args):
     sampling = dict(mode=args.sampling, temperature=args.temperature, top_k=args.top_k)
     if args.sampling == 'commit':
         sampling['change_threshold'] = args.change_threshold
-    mgen = ModelGen(model, sampling, args.seed)
+    mgen = ModelGen(model, sampling, args.seed, vq, args.display)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}
     settings = dict(checkpoint=os.path.abspath(ckpt_path), step=ck.get('step'), data=os.path.abspath(data),
                     raw=args.raw or 'video and metadata paths recorded by preprocess.py',
                     vqvae=os.path.abspath(vq_path), idm=args.idm and os.path.abspath(args.idm),
                     idm_edges=idm and dict(yaw=list(idm.edges['yaw']), pitch=idm.edges['pitch']),
                     edges=dict(edges), device=str(device), split=clips.split, quick=args.quick,
-                    sampling=sampling, model_config=model.config.to_dict(),
+                    sampling=sampling, display=args.display, model_config=model.config.to_dict(),
                     **{k: v for k, v in vars(args).items() if k not in ('ckpt', 'data', 'raw', 'vqvae', 'idm', 'out',
-                                                                       'quick', 'device', 'sampling', 'temperature', 'change_threshold',
+                                                                       'quick', 'device', 'sampling', 'temperature', 'change_threshold', 'display',
                                                                        'top_k', 'threads')})
     res = dict(settings=settings)
     if clips.split != 'val':

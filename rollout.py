@@ -22,7 +22,8 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
-SAMPLING_MODES = ('greedy', 'commit', 'sample')
+SAMPLING_MODES = ('greedy', 'commit', 'commit_sample', 'sample')
+COMMIT_MODES = ('commit', 'commit_sample')   # modes that need the tokens the cells hold now
 CHANGE_THRESHOLD = 0.5   # 'commit': a cell changes when the model gives its current token less than this
 
 
@@ -37,13 +38,20 @@ def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, ge
     *other* token there. Greedy keeps a cell whenever no single new token beats staying, so a walk whose
     change is spread over many codes renders as a still frame; 'commit' shows it, and a cell the model
     is sure stays (idle) still stays. stay_valid (B, H, W) 0 marks cells that hold no token (plain argmax).
+    'commit_sample' draws the change instead (a cell changes with probability 1 - p(current token)), then
+    takes the most likely other token: the frame changes at the model's rate, so a change the model
+    spreads over several steps (sub-cell motion, p(change) ~0.3 a step) is shown, not always or never.
     """
-    if mode == 'commit':
+    if mode in COMMIT_MODES:
         if stay is None:
-            raise ValueError("sampling mode 'commit' needs the tokens the cells hold now (stay)")
+            raise ValueError(f"sampling mode {mode!r} needs the tokens the cells hold now (stay)")
         z = logits.float()
         held = z.gather(1, stay[:, None])
-        move = z.log_softmax(1).gather(1, stay[:, None]).exp() < change_threshold
+        p_stay = z.log_softmax(1).gather(1, stay[:, None]).exp()
+        if mode == 'commit':
+            move = p_stay < change_threshold
+        else:
+            move = torch.rand(p_stay.shape, generator=generator, device=p_stay.device) >= p_stay
         if stay_valid is not None:
             move &= stay_valid[:, None] > 0
         return z.scatter(1, stay[:, None], held.masked_fill(move, float('-inf'))).argmax(1)
@@ -67,16 +75,46 @@ def sample_tokens(logits, mode='greedy', temperature=1.0, top_k=0, top_p=1.0, ge
     return idx.view(B, H, W)
 
 
-def next_tokens(model, logits, cur, action, sampling=None, generator=None, warp_offset=None):
+def held_tokens(model, cur, action, warp_offset=None):
+    """What each cell holds going into a step, camera-warped as that step warps it: (B, H, W) tokens and a
+    (B, H, W) mask (0 where the pitch warp filled a row). warp_offset: the state's offset *before* the step."""
+    shifts = model.camera_shifts(action[:, None], warp_offset) if model.config.camera_warp != 'none' else None
+    stay, valid = model.copy_source(cur[:, None], action[:, None], shifts)
+    return stay[:, 0], valid[:, 0]
+
+
+def next_tokens(model, logits, cur, action, sampling=None, generator=None, warp_offset=None, held=None):
     """The tokens of the next frame from a step's logits (B, K, H, W), given the frame that went in (cur
     (B, H, W)) and its action (B, A): sample_tokens, with the cells' warped current tokens for 'commit'
-    (warp_offset: the state's warp offset *before* the step, so the warp is the one the step used)."""
+    (held_tokens(...), computed here when not given)."""
     sampling = dict(sampling or {})
-    if sampling.get('mode') == 'commit':
-        shifts = model.camera_shifts(action[:, None], warp_offset) if model.config.camera_warp != 'none' else None
-        stay, valid = model.copy_source(cur[:, None], action[:, None], shifts)
-        sampling.update(stay=stay[:, 0], stay_valid=valid[:, 0])
+    if sampling.get('mode') in COMMIT_MODES:
+        stay, valid = held or held_tokens(model, cur, action, warp_offset)
+        sampling.update(stay=stay, stay_valid=valid)
     return sample_tokens(logits, generator=generator, **sampling)
+
+
+DISPLAY_MODES = ('tokens', 'soft', 'soft_changed')
+
+
+def display_frames(vq, logits, tokens, held=None, mode='tokens'):
+    """What a rollout step shows: (B, 3, 4H, 4W) floats in [0, 1]. The fed-back tokens are not changed.
+
+    'tokens' decodes the tokens. 'soft' decodes the expected code vector under the step's distribution
+    (what training's LPIPS scores): a change spread over many codes (a walk's sub-cell motion) shows as a
+    blend instead of one guess or no change. 'soft_changed' does that only on the cells whose token
+    changed from the one held (held_tokens), so a cell that stays keeps its crisp code.
+    """
+    if mode == 'tokens':
+        return vq.decode_code(tokens).float()
+    if mode not in DISPLAY_MODES:
+        raise ValueError(f"unknown display mode {mode!r} ({' | '.join(DISPLAY_MODES)})")
+    emb = vq.expected_embedding(logits.float().softmax(1))
+    if mode == 'soft_changed':
+        stay, valid = held
+        keep = (tokens == stay) & (valid > 0)
+        emb = torch.where(keep[:, None], vq.embed_codes(tokens), emb)
+    return vq.decoder(emb).float()
 
 
 @torch.no_grad()
@@ -96,29 +134,37 @@ def warm_up(model, context_tokens, context_actions, state=None):
 
 @torch.no_grad()
 def rollout(model, context_tokens, context_actions, actions, steps=None, sampling=None, state=None,
-            generator=None, return_logits=False):
+            generator=None, return_logits=False, vq=None, display='tokens'):
     """Open-loop rollout: warm up on the context, then feed the model its own samples.
 
     context_tokens (B, T, H, W) long, context_actions (B, T-1, A) (may be empty for T = 1),
     actions (B, N, A): action n drives generated frame n -> n+1, starting from the last context
-    frame. Returns generated tokens (B, N, H, W) (frame n+1 at index n) and the final state.
+    frame. Returns generated tokens (B, N, H, W) (frame n+1 at index n) and the final state, then the
+    logits (B, N, K, H, W) when return_logits, then the frames shown (B, N, 3, 4H, 4W) when a VQ-VAE is
+    given (display_frames' `display` mode).
     """
     sampling = dict(sampling or {})
     steps = steps or actions.shape[1]
     state = warm_up(model, context_tokens, context_actions, state)
+    need_held = sampling.get('mode') in COMMIT_MODES or (vq is not None and display == 'soft_changed')
     cur = context_tokens[:, -1]
-    out, logits_out = [], []
+    out, logits_out, frames = [], [], []
     for n in range(steps):
         offset = state.warp_offset
         logits, state = model.step(cur, actions[:, n], state)
-        cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator, offset)
+        held = held_tokens(model, cur, actions[:, n], offset) if need_held else None
+        cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator, held=held)
         out.append(cur)
         if return_logits:
             logits_out.append(logits)
-    gen = torch.stack(out, 1)
+        if vq is not None:
+            frames.append(display_frames(vq, logits, cur, held, display))
+    res = [torch.stack(out, 1), state]
     if return_logits:
-        return gen, state, torch.stack(logits_out, 1)
-    return gen, state
+        res.append(torch.stack(logits_out, 1))
+    if vq is not None:
+        res.append(torch.stack(frames, 1))
+    return tuple(res)
 
 
 @torch.no_grad()

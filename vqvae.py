@@ -263,8 +263,11 @@ class VQVAE(nn.Module):
     def decode_soft(self, probs):
         """(B, K, H, W) probabilities over codes -> (B, 3, H*4, W*4). Embeds as the probability-weighted
         sum of code vectors, so gradients reach `probs` (the world model's LPIPS path)."""
-        emb = torch.einsum('bkhw,kd->bdhw', probs, self.quantizer.embed.to(probs.dtype))
-        return self.decoder(emb)
+        return self.decoder(self.expected_embedding(probs))
+
+    def expected_embedding(self, probs):
+        """(B, K, H, W) probabilities over codes -> (B, D, H, W) probability-weighted code vectors."""
+        return torch.einsum('bkhw,kd->bdhw', probs, self.quantizer.embed.to(probs.dtype))
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -239,13 +239,15 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     idm = shared_idm(tmp_path_factory)
     out = tmp_path / 'eval'
     res = E.main(['--ckpt', tiny_ckpt['run'], '--data', tiny_ckpt['data'], '--idm', idm['path'], '--out', str(out),
-                  '--quick', '--device', 'cpu', '--sampling', 'commit', '--change-threshold', '0.4'])
+                  '--quick', '--device', 'cpu', '--sampling', 'commit', '--change-threshold', '0.4',
+                  '--display', 'soft_changed'])
     saved = json.loads((out / 'eval.json').read_text())
     assert saved == json.loads(json.dumps(res))
     assert {'settings', 'teacher_forced', 'open_loop', 'stability', 'scripted', 'report'} <= set(saved)
     s = saved['settings']
     assert s['quick'] and s['step'] == 30 and s['checkpoint'].endswith('ckpt_0000030.pt')
     assert s['sampling']['mode'] == 'commit' and s['sampling']['change_threshold'] == 0.4
+    assert s['display'] == 'soft_changed'
     tf = saved['teacher_forced']
     assert {'model', 'shuffled_actions', 'copy_last'} <= set(tf) and 0 <= tf['model']['token_acc'] <= 1
     assert np.isclose(tf['action_ce_gain'], tf['shuffled_actions']['ce'] - tf['model']['ce'])

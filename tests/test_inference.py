@@ -179,6 +179,49 @@ def test_commit_decoding_moves_the_cells_that_more_likely_change(loaded, tiny_ck
     assert torch.equal(gen[~(p_stay < 0.5)], lg.argmax(2)[~(p_stay < 0.5)])     # elsewhere it is greedy
 
 
+def test_commit_sample_changes_cells_at_the_models_rate():
+    from rollout import sample_tokens
+    # one cell holding token 0 with p(0) = 0.6, another with p(0) ~ 1; 4,000 draws of each
+    p = torch.tensor([[0.6, 0.1, 0.2, 0.1], [1 - 3e-9, 1e-9, 1e-9, 1e-9]])
+    logits = p.log().T.reshape(1, 4, 1, 2).expand(4000, -1, -1, -1)
+    stay = torch.zeros(4000, 1, 2, dtype=torch.long)
+    out = sample_tokens(logits, 'commit_sample', stay=stay, generator=torch.Generator().manual_seed(0))
+    moved = out[..., 0] != 0
+    assert abs(moved.float().mean().item() - 0.4) < 0.03             # changes with probability 1 - p(stay)
+    assert (out[..., 0][moved] == 2).all()                             # to the most likely other token
+    assert (out[..., 1] == 0).all()                                    # a sure cell never changes
+    again = sample_tokens(logits, 'commit_sample', stay=stay, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_display_frames_blend_only_where_asked(loaded, tiny_ckpt):
+    from rollout import decode_tokens, display_frames, rollout
+    model, vq, edges = loaded
+    ctx = I.load_context(clip(tiny_ckpt), vq, edges, frames=K)
+    acts = I.parse_actions('forward:4', edges)
+    tok, ca, a = (torch.as_tensor(np.asarray(x))[None] for x in (ctx.tokens, ctx.actions, acts))
+    with torch.no_grad():
+        gen, _, lg, frames = rollout(model, tok.long(), ca.float(), a.float(), sampling=dict(mode='commit'),
+                                     return_logits=True, vq=vq, display='tokens')
+        assert frames.shape == (1, 4, 3, 72, 128)
+        torch.testing.assert_close(frames, decode_tokens(vq, gen))           # 'tokens': what is fed back
+        gen_s, _, soft = rollout(model, tok.long(), ca.float(), a.float(), sampling=dict(mode='commit'), vq=vq,
+                                 display='soft')
+        assert torch.equal(gen_s, gen)                                        # the display never changes the tokens
+        torch.testing.assert_close(soft[0], vq.decode_soft(lg[0].float().softmax(1)))
+        l0, t0 = lg[:, 0].float(), gen[:, 0]
+        mean_code = vq.quantizer.embed.mean(0)[None, :, None, None].expand(1, -1, *t0.shape[1:])
+        torch.testing.assert_close(display_frames(vq, torch.zeros_like(l0), t0, None, 'soft'), vq.decoder(mean_code))
+        valid = torch.ones_like(t0, dtype=torch.float32)
+        # soft_changed: every cell kept -> the tokens' frame; every cell changed (or empty) -> the soft frame
+        torch.testing.assert_close(display_frames(vq, l0, t0, (t0, valid), 'soft_changed'), frames[:, 0])
+        torch.testing.assert_close(display_frames(vq, l0, t0, ((t0 + 1) % vq.codebook_size, valid), 'soft_changed'),
+                                   soft[:, 0])
+        torch.testing.assert_close(display_frames(vq, l0, t0, (t0, valid * 0), 'soft_changed'), soft[:, 0])
+        with pytest.raises(ValueError, match='display'):
+            display_frames(vq, l0, t0, None, 'blurry')
+
+
 def test_cli_npz_recorded_writes_everything(tiny_ckpt, tmp_path):
     out = tmp_path / 'rec'
     rc = I.main(['--ckpt', tiny_ckpt['ckpt'], '--context', clip(tiny_ckpt), '--context-frames', str(K),
