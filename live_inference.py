@@ -344,7 +344,7 @@ def draw_hud(screen, font, loop, clock, pacer, slow):
     import pygame
     e, last = loop.engine, loop.last
     model_ms, decode_ms = loop.stats.recent()
-    mode = 'greedy' if e.sampling == 'greedy' else f"sample T={e.temperature:.2f}"
+    mode = f"sample T={e.temperature:.2f}" if e.sampling == 'sample' else e.sampling
     lines = [f"{clock.get_fps():4.1f} FPS | model {model_ms:5.1f} ms | decode {decode_ms:4.1f} ms | {mode}",
              ' '.join(last['names']) if last else '(no step yet)']
     if loop.paused:
