@@ -45,7 +45,7 @@ from rollout import SAMPLING_MODES, decode_tokens, rollout
 # ---- defaults (flags override) ----
 CONTEXT_FRAMES = 8       # K context frames fed before the rollout (the model attends to 8 past steps)
 STEPS = 32               # rollout length for a preset without counts
-SAMPLING = 'greedy'      # greedy | commit (a cell changes when its token is below p 0.5) | sample
+SAMPLING = 'greedy'      # greedy | commit (a cell changes when its token is below p 0.5) | commit_sample | sample
 TEMPERATURE = 1.0
 TOP_K = 0                # 0: all codes
 TOP_P = 1.0              # 1.0: no nucleus cut
