@@ -352,7 +352,7 @@ def generate(gen, ctx_tok, ctx_act, acts, device, batch=BATCH):
     outs = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device))
             for i in range(0, len(ctx_tok), batch)]
     if isinstance(outs[0], tuple):
-        return torch.cat([o[0].cpu() for o in outs]), torch.cat([o[1].float().cpu() for o in outs])
+        return torch.cat([o[0].cpu() for o in outs]), torch.cat([o[1].cpu() for o in outs])
     return torch.cat([o.cpu() for o in outs]), None
 
 
@@ -617,11 +617,8 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
         out[mode] = {}
         for name in ('model', 'copy_last'):
             pred_tok, pred = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch)
-            if pred is None:
-                full = torch.cat([tok[:, -1:], pred_tok], 1)   # the context frame, then the rollout
-                change = np.mean([frame_change(decode(vq, full[i:i + 1], device)) for i in range(len(full))], 0)
-            else:
-                change = frame_change(torch.cat([decode(vq, tok[:, -1:], device), pred], 1))
+            pred = shown(vq, pred_tok, pred, device)
+            change = frame_change(torch.cat([decode(vq, tok[:, -1:], device), pred], 1))  # from the context frame on
             unique = unique_codes_curve(pred_tok)
             out[mode][name] = dict(frame_change=bucket_means(change, buckets),
                                    unique_codes=bucket_means(unique, buckets),
@@ -629,7 +626,7 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
                                                    moving=mode == 'random'))
             if name == 'model':
                 idx = sorted({0, min(7, L - 1), min(63, L - 1), L // 2, L - 1})
-                frames[mode] = (idx, to_uint8(decode(vq, pred_tok[0, idx], device) if pred is None else pred[0, idx]))
+                frames[mode] = (idx, to_uint8(pred[0, idx]))
     return out, frames
 
 
