@@ -356,3 +356,55 @@ def encode_records(records, edges=None):
 def preset_actions(spec, steps=None, edges=None):
     """A named preset (or sequence) encoded like the training data: float32 [steps, A]."""
     return encode_records(preset_records(spec, steps), edges)
+
+
+# ---- frame rate: per-frame transitions -> transitions between kept frames ----
+RAW_ACTION_NAMES = ('yaw_deg', 'pitch_deg', 'ws', 'ad', 'scs')
+
+
+def kept_indices(n, source_fps, fps):
+    """Source frames (or steps) kept at the target fps: round(j * source_fps / fps), j = 0, 1, ... < n."""
+    if fps > source_fps + 1e-9:
+        raise ValueError(f"--fps {fps} is above the source rate {source_fps}: upsampling is not supported")
+    step = source_fps / fps
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    count = int(np.floor((n - 1) / step + 1e-9)) + 1
+    return np.floor(np.arange(count) * step + 0.5).astype(np.int64)
+
+
+def _majority(vals):
+    """The non-zero value held in at least half the window (ties between two values: the later), else 0."""
+    nz = vals[vals != 0]
+    if len(nz) == 0:
+        return 0
+    best, best_n, best_last = 0, 0, -1
+    for v in np.unique(nz):
+        cnt = int((vals == v).sum())
+        last = int(np.nonzero(vals == v)[0][-1])
+        if cnt > best_n or (cnt == best_n and last > best_last):
+            best, best_n, best_last = int(v), cnt, last
+    return best if 2 * best_n >= len(vals) else 0
+
+
+def aggregate(tr, kept):
+    """Per-source-transition arrays (length n-1; transition s: source s -> s+1) -> per output transition
+    (length len(kept)-1) between consecutive kept sources. Camera: the SUM of the degrees;
+    W/S, A/D, sprint/sneak: the value held in at least half the window (ties: the later); jump: held if
+    pressed at any transition of the window (preprocess --fps, evaluate at a model step of several frames)."""
+    kept = np.asarray(kept, np.int64)
+    if len(kept) < 2:
+        return {k: np.zeros(0, np.float64 if k.endswith('_deg') else np.int64) for k in RAW_ACTION_NAMES}
+    lo, hi = kept[:-1], kept[1:]
+    if np.all(hi - lo == 1):
+        return {k: np.asarray(tr[k])[lo] for k in RAW_ACTION_NAMES}
+    out = {}
+    for k in ('yaw_deg', 'pitch_deg'):
+        out[k] = np.add.reduceat(np.asarray(tr[k], np.float64)[:hi[-1]], lo)
+    for k in ('ws', 'ad'):
+        v = np.asarray(tr[k])
+        out[k] = np.array([_majority(v[a:b]) for a, b in zip(lo, hi)], np.int64)
+    scs = np.asarray(tr['scs'])
+    out['scs'] = np.array([1 if (scs[a:b] == 1).any() else _majority(np.where(scs[a:b] == 1, 0, scs[a:b]))
+                           for a, b in zip(lo, hi)], np.int64)
+    return out

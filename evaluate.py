@@ -463,6 +463,24 @@ def replay_state(world, meta, t):
     return state
 
 
+def world_frames_per_step(fps):
+    """Blockworld frames per step of data tokenized at `fps` (preprocess --fps), or None when the
+    world's rate is not a whole multiple of it."""
+    import blockworld as bw
+    k = bw.FPS / fps if fps else 0
+    return int(round(k)) if k >= 1 and abs(k - round(k)) < 1e-6 else None
+
+
+def at_step(records, k):
+    """Per-frame transition dicts -> one per step of k frames, aggregated as preprocess --fps does."""
+    if k == 1:
+        return records
+    import actions as A
+    agg = A.aggregate({n: np.array([r[n] for r in records]) for n in A.RAW_ACTION_NAMES},
+                      np.arange(0, len(records) + 1, k))
+    return [{n: agg[n][i].item() for n in A.RAW_ACTION_NAMES} for i in range(len(records) // k)]
+
+
 def true_rollout(world, state, records, frame_index=0, width=128, height=72):
     """Render the start state and the states after each transition record: uint8 [1 + N, H, W, 3]."""
     import blockworld as bw
@@ -640,7 +658,12 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
     if len(rows) == 0:
         return dict(skipped=f"no {clips.split} clip has {ctx} frames"), {}
     S, names = len(rows), list(ACTIONS)
-    records = [A.preset_records(SCRIPTS.get(a, a), steps) for a in names]
+    with open(os.path.join(clips.data_dir, 'manifest.json')) as f:
+        fps = json.load(f).get('fps')
+    k_frames = world_frames_per_step(fps)
+    # the scripts at the world's frame rate, and as the model sees them (a step of k_frames world frames)
+    world_records = [A.preset_records(SCRIPTS.get(a, a), steps * (k_frames or 1)) for a in names]
+    records = [at_step(r, k_frames or 1) for r in world_records]
     acts = torch.stack([torch.from_numpy(A.encode_records(r, edges)) for r in records])     # [A, steps, adim]
     tok, act = clips.windows(rows, ctx)
     ctx_tok = tok.repeat_interleave(len(names), 0)
@@ -654,12 +677,10 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
         first = start_img[:, None, None].expand(-1, len(names), -1, -1, -1, -1)
         frames[name] = to_uint8(torch.cat([first, pred], 2))                                 # [S, A, 1+steps, H, W, 3]
 
-    # the true outcomes (blockworld clips at the world's own frame rate only)
+    # the true outcomes (blockworld clips at the world's frame rate or a whole fraction of it)
     metas = [clips.meta(clips.clip_of(int(r + ctx - 1))[0]) for r in rows]
-    with open(os.path.join(clips.data_dir, 'manifest.json')) as f:
-        fps = json.load(f).get('fps')
     truth = None
-    if all(m is not None and 'blockworld' in m for m in metas) and fps == bw.FPS:
+    if all(m is not None and 'blockworld' in m for m in metas) and k_frames:
         truth = np.zeros_like(frames['model'])
         worlds = {}
         for i, (r, m) in enumerate(zip(rows, metas)):
@@ -669,12 +690,13 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
                 worlds[key] = bw.World(m['blockworld']['seed'], m['biome'], m['start_time'], m['initial_weather'])
             src_t = int(clips.npz(c)['frame_index'][t])
             state = replay_state(worlds[key], m, src_t)
-            for j, rec in enumerate(records):
-                truth[i, j] = true_rollout(worlds[key], state, rec, src_t)
+            for j, rec in enumerate(world_records):
+                truth[i, j] = true_rollout(worlds[key], state, rec, src_t)[::k_frames]
         frames['true'] = truth
     else:
         notes.append('counterfactual fidelity and the true-render ceiling need blockworld clips (metadata with a '
-                     f'`blockworld` key) recorded at {bw.FPS} fps; skipped')
+                     f'`blockworld` key) tokenized at {bw.FPS} fps or a whole fraction of it; skipped')
+    res['frame_step'] = k_frames or 1    # world frames per model step: horizons and pairs are in model steps
     res['starts'] = [dict(stem=clips.clip_of(int(r + ctx - 1))[0]['stem'],
                           frame=int(clips.clip_of(int(r + ctx - 1))[1])) for r in rows]
     res['actions'] = names

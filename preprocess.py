@@ -19,11 +19,11 @@ Input layouts
           step s is shown by video frame round(s * (F-1) / (S-1)) (linspace). Keys map to GF's:
           ws = W/S (both held = none), ad = A/D, scs = jump > sneak > sprint.
 
-Frame rate: --fps below the source rate keeps source frames (steps) round(j * src / fps) and aggregates
-the transitions between two kept frames: camera = SUM of the degrees (the real change between the
-kept frames; MineRL: then clipped to +-15 deg per output frame); W/S, A/D and sprint/sneak = the value
-held in at least half of the window (a tie between two values: the later one); jump = held if pressed
-in ANY transition of the window (a jump is a short press whose effect outlasts it).
+Frame rate (actions.kept_indices / aggregate): --fps below the source rate keeps source frames (steps)
+round(j * src / fps) and aggregates the transitions between two kept frames: camera = SUM of the degrees
+(the real change between the kept frames; MineRL: then clipped to +-15 deg per output frame); W/S, A/D and
+sprint/sneak = the value held in at least half of the window (a tie between two values: the later one);
+jump = held if pressed in ANY transition of the window (a jump is a short press whose effect outlasts it).
 
 Output (the training loop reads this), <out>/<stem>.npz, np.savez (uncompressed):
     tokens       uint16  [K, 18, 32]  VQ-VAE codes of the K kept frames
@@ -64,7 +64,6 @@ MIN_FRAMES = 8               # clips with fewer output frames are reported and s
 VAL_FRACTION = 0.1           # share of clips in the 'val' split (gfdata.split_of, by stem hash)
 MINERL_CAMERA_CLIP_DEG = 15.0  # MineRL camera per output frame is clipped to +- this
 FORMAT_VERSION = 1
-RAW_ACTION_NAMES = ('yaw_deg', 'pitch_deg', 'ws', 'ad', 'scs')
 MINERL_KEYS = ('forward', 'back', 'left', 'right', 'jump', 'sprint', 'sneak')
 
 
@@ -155,52 +154,6 @@ def find_sources(root, layout):
 
 # ----------------------------------------------------------------------------- actions
 
-def kept_indices(n, source_fps, fps):
-    """Source frames (or steps) kept at the target fps: round(j * source_fps / fps), j = 0, 1, ... < n."""
-    if fps > source_fps + 1e-9:
-        raise ValueError(f"--fps {fps} is above the source rate {source_fps}: upsampling is not supported")
-    step = source_fps / fps
-    if n <= 0:
-        return np.zeros(0, np.int64)
-    count = int(np.floor((n - 1) / step + 1e-9)) + 1
-    return np.floor(np.arange(count) * step + 0.5).astype(np.int64)
-
-
-def _majority(vals):
-    """The non-zero value held in at least half the window (ties between two values: the later), else 0."""
-    nz = vals[vals != 0]
-    if len(nz) == 0:
-        return 0
-    best, best_n, best_last = 0, 0, -1
-    for v in np.unique(nz):
-        cnt = int((vals == v).sum())
-        last = int(np.nonzero(vals == v)[0][-1])
-        if cnt > best_n or (cnt == best_n and last > best_last):
-            best, best_n, best_last = int(v), cnt, last
-    return best if 2 * best_n >= len(vals) else 0
-
-
-def aggregate(tr, kept):
-    """Per-source-transition arrays (length n-1; transition s: source s -> s+1) -> per output transition
-    (length len(kept)-1) between consecutive kept sources. See the module doc for the rules."""
-    kept = np.asarray(kept, np.int64)
-    if len(kept) < 2:
-        return {k: np.zeros(0, np.float64 if k.endswith('_deg') else np.int64) for k in RAW_ACTION_NAMES}
-    lo, hi = kept[:-1], kept[1:]
-    if np.all(hi - lo == 1):
-        return {k: np.asarray(tr[k])[lo] for k in RAW_ACTION_NAMES}
-    out = {}
-    for k in ('yaw_deg', 'pitch_deg'):
-        out[k] = np.add.reduceat(np.asarray(tr[k], np.float64)[:hi[-1]], lo)
-    for k in ('ws', 'ad'):
-        v = np.asarray(tr[k])
-        out[k] = np.array([_majority(v[a:b]) for a, b in zip(lo, hi)], np.int64)
-    scs = np.asarray(tr['scs'])
-    out['scs'] = np.array([1 if (scs[a:b] == 1).any() else _majority(np.where(scs[a:b] == 1, 0, scs[a:b]))
-                           for a, b in zip(lo, hi)], np.int64)
-    return out
-
-
 def _minerl_actions(src):
     """(per-step transitions of length S-1, S, metadata dict) of a MineRL trajectory."""
     try:
@@ -258,12 +211,12 @@ def clip_actions(src, fps, source_fps, min_frames=MIN_FRAMES):
     else:
         tr, n, _ = _minerl_actions(src)
         missing = {}
-    kept = kept_indices(n, source_fps, fps)
+    kept = A.kept_indices(n, source_fps, fps)
     if len(kept) < min_frames:
         what = 'records' if src.layout == 'gf' else 'steps'
         raise ClipError(src.meta, f"clip too short: {n} {what} give {len(kept)} frames at {fps:g} fps "
                                   f"(MIN_FRAMES = {min_frames})")
-    raw = aggregate(tr, kept)
+    raw = A.aggregate(tr, kept)
     if src.layout == 'minerl':
         for k in ('yaw_deg', 'pitch_deg'):
             raw[k] = np.clip(raw[k], -MINERL_CAMERA_CLIP_DEG, MINERL_CAMERA_CLIP_DEG)
@@ -271,13 +224,13 @@ def clip_actions(src, fps, source_fps, min_frames=MIN_FRAMES):
 
 
 def raw_array(raw):
-    return np.stack([np.asarray(raw[k], np.float32) for k in RAW_ACTION_NAMES], 1).reshape(-1, 5)
+    return np.stack([np.asarray(raw[k], np.float32) for k in A.RAW_ACTION_NAMES], 1).reshape(-1, 5)
 
 
 def raw_dict(arr):
     arr = np.asarray(arr).reshape(-1, 5)
     return {k: (arr[:, i].astype(np.float64) if i < 2 else np.rint(arr[:, i]).astype(np.int64))
-            for i, k in enumerate(RAW_ACTION_NAMES)}
+            for i, k in enumerate(A.RAW_ACTION_NAMES)}
 
 
 def encode_actions(raw, settings):
@@ -414,7 +367,7 @@ def rebuild_manifest(output, settings=None, val_fraction=VAL_FRACTION, quiet=Fal
         layout=settings['layout'], fps=settings['fps'], source_fps=settings['source_fps'],
         frame_size=settings['frame_size'], token_grid=settings['token_grid'],
         action_encoding=settings['action_encoding'], action_names=settings['action_names'],
-        action_dim=len(settings['action_names']), raw_action_names=list(RAW_ACTION_NAMES),
+        action_dim=len(settings['action_names']), raw_action_names=list(A.RAW_ACTION_NAMES),
         bin_edges=dict(units='degrees per frame', yaw=settings['yaw_edges'], pitch=settings['pitch_edge']),
         vqvae=dict(sha1=settings['vqvae_sha1'], codebook_size=settings['codebook_size']),
         val_fraction=val_fraction,

@@ -3,7 +3,8 @@
     python experiments/summarize.py runs/exp/e0_base runs/exp/e1_coords_actions ...
 
 Reads <run>/eval/eval.json (evaluate.py) and prints a markdown table; `--targets` adds a row of
-the issue's targets and marks each figure that meets its target with a check mark.
+the issue's targets and marks each figure that meets its target with a check mark. The counterfactual
+columns are at 8 and 16 world frames (model steps 4 and 8 for data tokenized at half the world's rate).
 """
 import argparse
 import json
@@ -25,7 +26,8 @@ def figures(run):
     sc, tf, st = r['scripted'], r['teacher_forced'], r['stability']
     ratio = sc['following']['ratio']['model']
     cf = sc['counterfactual']
-    hz = cf['horizons']
+    k = sc.get('frame_step', 1)                 # world frames per model step (data tokenized at a lower fps)
+    hz = [h * k for h in cf['horizons']]        # horizons in world frames: runs at any fps compare at equal time
     at = [hz.index(h) for h in (8, 16) if h in hz]
     per_action = cf['per_action']
     moving = [a for a in per_action if a != 'idle']

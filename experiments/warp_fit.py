@@ -1,11 +1,13 @@
 """Would a whole-cell warp, like the camera warp, explain what a key does to the token grid?
 
-    python experiments/warp_fit.py runs/exp/tokens [--raw data/blockworld] [--weather clear]
+    python experiments/warp_fit.py runs/exp/tokens [--raw data/blockworld] [--weather clear] [--stride K]
 
 For isolated transitions (token_change.classes), the share of cells where frame t+1's token equals
 frame t's token after a whole-cell warp of frame t: a zoom about the centre (forward / back) or a
 horizontal shift (strafe). If no warp beats the identity (copy), the key moves content by less
-than a cell per frame and a fixed warp of the input would only mislead the model.
+than a cell per frame and a fixed warp of the input would only mislead the model. --stride K compares
+frame t with frame t+K over K transitions of the same isolated class: would a model step of K frames
+make a walk a whole-cell motion?
 """
 import argparse
 import json
@@ -36,6 +38,7 @@ def main(argv=None):
     p.add_argument('data')
     p.add_argument('--raw', default=None, help='GF layout folder: keep only clips of --weather')
     p.add_argument('--weather', default='clear')
+    p.add_argument('--stride', type=int, default=1, help='frames between the compared frames (a model step of K)')
     args = p.parse_args(argv)
     cache = TokenCache(args.data)
     tok, act = np.asarray(cache.tokens), np.asarray(cache.actions)
@@ -45,10 +48,11 @@ def main(argv=None):
             with open(os.path.join(args.raw, 'metadata', c['stem'] + '.json')) as f:
                 if json.load(f).get('initial_weather') != args.weather:
                     continue
-        s, n = c['start'], c['length']
+        s, n, k = c['start'], c['length'], args.stride
         for name, m in classes(act[s:s + n - 1]).items():
-            t = np.nonzero(m)[0]
-            pairs.setdefault(name, []).append((tok[s + t], tok[s + t + 1]))
+            run = np.lib.stride_tricks.sliding_window_view(m, k).all(1)     # K transitions of this class in a row
+            t = np.nonzero(run)[0]
+            pairs.setdefault(name, []).append((tok[s + t], tok[s + t + k]))
     H, W = tok.shape[1:]
     print('| transition | n | ' + ' | '.join(f'zoom {z:g}' for z in ZOOMS) + ' | '
           + ' | '.join(f'shift {d:+d}' for d in SHIFTS) + ' |')

@@ -178,6 +178,45 @@ def test_replay_state_reproduces_the_recorded_frames():
         assert np.array_equal(world.render(E.replay_state(world, meta, t), 128, 72, frame_index=t), frames[t])
 
 
+def test_scripts_at_a_model_step_of_several_frames():
+    assert [E.world_frames_per_step(f) for f in (16, 8, 4, 5, 32, None)] == [1, 2, 4, None, None, None]
+    turn = A.preset_records(E.SCRIPTS['turn_left'], 32)            # 15 frames at -6 deg, then still
+    steps = E.at_step(turn, 2)
+    assert len(steps) == 16 and [r['yaw_deg'] for r in steps[:9]] == [-12.0] * 7 + [-6.0, 0.0]
+    hop = E.at_step(A.preset_records('jump:1,forward:3', 4), 2)     # a jump in any frame of the step; W held
+    assert [(r['scs'], r['ws']) for r in hop] == [(1, 1), (0, 1)]
+    assert E.at_step(turn, 1) is turn
+
+
+def test_scripted_truth_at_half_the_world_rate(data, lp, tmp_path):
+    """Data tokenized at 8 fps: every model step is 2 world frames. The true outcome starts on the real
+    frame the start token grid came from, and step j is the world 2j frames on."""
+    import preprocess
+    from vqvae import load_vqvae
+    raw = os.path.join(os.path.dirname(data['data']), 'raw')
+    out = str(tmp_path / 'tokens8')
+    assert not preprocess.main(['--input', raw, '--output', out, '--vqvae', data['vq'], '--workers', '1', '--fps', '8'])
+    clips = E.Clips(out)
+    vq = load_vqvae(data['vq'], 'cpu')
+    edges = A.edges_from_manifest(json.load(open(os.path.join(out, 'manifest.json'))))
+    res, frames = E.eval_scripted({'model': E.CopyLastGen()}, vq, lp, None, clips, 2, 4, (1, 2, 4), 4, 2, edges,
+                                  'cpu', 64, real_pairs=8)
+    assert res['frame_step'] == 2 and frames['true'].shape[2] == 5
+    for i, st in enumerate(res['starts']):
+        c = next(c for c in clips.cache.clips if c['stem'] == st['stem'])
+        real = clips.real(c, [st['frame']])[0]                         # the mp4 frame at that 8 fps index
+        assert E.psnr_by_horizon(real[None, None], frames['true'][i, :1, :1])[0] > 30
+        m = clips.meta(c)
+        world = bw.World(m['blockworld']['seed'], m['biome'], m['start_time'], m['initial_weather'])
+        src = int(clips.npz(c)['frame_index'][st['frame']])
+        assert src == 2 * st['frame']
+        j = E.ACTIONS.index('turn_left')
+        at16 = E.true_rollout(world, E.replay_state(world, m, src), A.preset_records(E.SCRIPTS['turn_left'], 8), src)
+        assert np.array_equal(frames['true'][i, j], at16[::2])
+    cf = res['counterfactual']
+    assert cf['horizons'] == [1, 2, 4] and len(cf['per_action']['idle']['vq_ceiling']['psnr']) == 3
+
+
 # ---------------------------------------------------------------- the baselines come out where they must
 
 def test_copy_last_holds_idle_better_than_any_move(lp, world_rollouts):

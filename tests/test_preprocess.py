@@ -251,16 +251,16 @@ def test_fps8_keeps_every_second_frame_and_sums_the_camera(base, bwdata, vq, tmp
 def test_aggregation_rules():
     tr = dict(yaw_deg=np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]), pitch_deg=np.array([1.0, -1.0, 0.5, 0.5, 0, 0]),
               ws=np.array([1, 0, 0, 0, 1, 2]), ad=np.array([2, 2, 1, 0, 0, 0]), scs=np.array([0, 1, 3, 3, 2, 0]))
-    out = P.aggregate(tr, [0, 2, 5, 6])  # windows: transitions [0, 1], [2, 3, 4], [5]
+    out = A.aggregate(tr, [0, 2, 5, 6])  # windows: transitions [0, 1], [2, 3, 4], [5]
     assert list(out['yaw_deg']) == [3.0, 28.0, 32.0] and list(out['pitch_deg']) == [0.0, 1.0, 0.0]
     assert list(out['ws']) == [1, 0, 2]   # 1 of 2 held -> held; 1 of 3 -> not
     assert list(out['ad']) == [2, 0, 0]
     assert list(out['scs']) == [1, 3, 0]  # any jump; sprint held 2 of 3
-    tie = P.aggregate(dict(yaw_deg=np.zeros(2), pitch_deg=np.zeros(2), ws=np.array([1, 2]), ad=np.zeros(2, int),
+    tie = A.aggregate(dict(yaw_deg=np.zeros(2), pitch_deg=np.zeros(2), ws=np.array([1, 2]), ad=np.zeros(2, int),
                            scs=np.zeros(2, int)), [0, 2])
     assert list(tie['ws']) == [2]  # W then S: the later one
-    assert list(P.kept_indices(20, 16, 8)) == list(range(0, 20, 2))
-    assert list(P.kept_indices(9, 20, 16)) == [0, 1, 3, 4, 5, 6, 8]  # 20 -> 16: steps round(j * 1.25)
+    assert list(A.kept_indices(20, 16, 8)) == list(range(0, 20, 2))
+    assert list(A.kept_indices(9, 20, 16)) == [0, 1, 3, 4, 5, 6, 8]  # 20 -> 16: steps round(j * 1.25)
 
 
 def test_v4_encoding(bwdata, vq, tmp_path, capsys):
