@@ -898,6 +898,11 @@ def write_png(path, img_bgr):
     return os.path.basename(path)
 
 
+def step_label(h, frame_step=1):
+    """Column label of model step h: with a step of several world frames, the frames too."""
+    return f"t+{h}" if frame_step == 1 else f"t+{h} ({h * frame_step} fr)"
+
+
 def write_report(out_dir, res, ol_frames, stab_frames, scripted_frames):
     """PNG pages and index.html in out_dir. Returns the list of PNG file names."""
     pngs = []
@@ -959,7 +964,7 @@ def write_report(out_dir, res, ol_frames, stab_frames, scripted_frames):
                     rows.append([f[0]] + [f[h] for h in hz])
                     labels.append(f"{k} #{s}")
             pngs.append(write_png(os.path.join(out_dir, f'counterfactual_{a}.png'),
-                                  grid(rows, labels, ['start'] + [f"t+{h}" for h in hz])))
+                                  grid(rows, labels, ['start'] + [step_label(h, sc.get('frame_step', 1)) for h in hz])))
     if cf:
         charts = []
         for grp in ('moving', 'idle'):

@@ -186,6 +186,7 @@ def test_scripts_at_a_model_step_of_several_frames():
     hop = E.at_step(A.preset_records('jump:1,forward:3', 4), 2)     # a jump in any frame of the step; W held
     assert [(r['scs'], r['ws']) for r in hop] == [(1, 1), (0, 1)]
     assert E.at_step(turn, 1) is turn
+    assert E.step_label(8) == 't+8' and E.step_label(4, 2) == 't+4 (8 fr)'
 
 
 def test_scripted_truth_at_half_the_world_rate(data, lp, tmp_path):
