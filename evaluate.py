@@ -70,6 +70,7 @@ SCRIPTS = {'turn_left': 'turn_left:15,idle', 'turn_right': 'turn_right:15,idle'}
 PRIMARY = {'idle': ('camera', 'ws', 'ad'), 'turn_left': ('yaw_dir',), 'turn_right': ('yaw_dir',),
            'look_up': ('pitch',), 'look_down': ('pitch',), 'forward': ('ws',), 'back': ('ws',),
            'strafe_left': ('ad',), 'strafe_right': ('ad',), 'jump': ('jump',)}
+WEAK_CEILING = 0.5            # an action whose true renders the IDM reads less often than this is flagged
 FOLLOW_GROUPS = ('yaw_dir', 'yaw', 'pitch', 'camera', 'ws', 'ad', 'jump')
 GENS = ('model', 'copy_last', 'shuffled_actions')
 
@@ -301,7 +302,8 @@ def following_ratio(model, ceiling):
     common = [n for n in model['per_action'] if ceiling['per_action'].get(n, {}).get('acc')]
     overall = float(np.mean([model['per_action'][n]['acc'] for n in common]) /
                     np.mean([ceiling['per_action'][n]['acc'] for n in common])) if common else None
-    return dict(per_action=out, overall=overall, model_overall=mo, ceiling_overall=co)
+    weak = [n for n in common if ceiling['per_action'][n]['acc'] < WEAK_CEILING]
+    return dict(per_action=out, overall=overall, model_overall=mo, ceiling_overall=co, weak_ceiling=weak)
 
 
 def shuffle_actions(actions, generator):
@@ -737,6 +739,11 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
         if ref and ref.get('per_action'):
             fol['ratio'] = {name: following_ratio(fol[name], ref) for name in gens}
             fol['ratio']['ceiling'] = 'ceiling_true_render' if ceil else 'ceiling_real'
+            weak = fol['ratio']['model']['weak_ceiling']
+            if weak:
+                notes.append(f"the IDM reads the true outcome of {', '.join(weak)} in under {WEAK_CEILING:.0%} of pairs: "
+                             "those ratios (and the overall) are unreliable; an IDM trained on pairs this far apart "
+                             "is needed")
         res['following'] = fol
     else:
         notes.append('action following needs --idm (train one with idm.py); skipped')

@@ -169,6 +169,9 @@ def test_isolated_actions_and_following_ratio():
     ceiling = dict(per_action={'idle': dict(acc=1.0), 'jump': dict(acc=0.0)}, overall=0.5)
     r = E.following_ratio(model, ceiling)
     assert r['per_action'] == {'idle': 0.5, 'jump': None} and r['overall'] == pytest.approx(0.5)
+    assert r['weak_ceiling'] == []
+    low = E.following_ratio(model, dict(per_action={'idle': dict(acc=0.3), 'jump': dict(acc=0.9)}, overall=0.6))
+    assert low['weak_ceiling'] == ['idle'] and low['per_action']['idle'] == pytest.approx(0.5 / 0.3)
 
 
 def test_replay_state_reproduces_the_recorded_frames():
