@@ -26,17 +26,6 @@ SHIFTS = (0, 0.5, 1, 2, 3)                   # pixels, content moves against the
 MAX_PAIRS = 300                              # per transition class
 
 
-def shift_sub(frames, d):
-    """Content moved d pixels to the right (d may be fractional or negative; bilinear, edges repeated)."""
-    import cv2
-    if d == int(d) and d > 0:
-        return shifted(frames, int(d))
-    H, W = frames.shape[1:3]
-    m = np.array([[1, 0, d], [0, 1, 0]], np.float32)
-    return np.stack([cv2.warpAffine(f, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                     for f in frames])
-
-
 def ground_warp(frames, forward=0.0, right=0.0, eye=1.62, vfov_deg=70.0):
     """The picture after the camera moves `forward` / `right` metres over flat ground, level camera:
     rows below the horizon move as ground at depth eye * f / row offset (the near ground by pixels,
@@ -105,7 +94,7 @@ def main(argv=None):
         back = name == 'S alone'
         zs = [(encode(vq, zoomed(fr, 1 / z if back else z) if z != 1 else fr) == nxt).mean() for z in ZOOMS]
         sign = 1 if name == 'A alone' else -1      # strafing left moves the picture right
-        sh = [(encode(vq, shift_sub(fr, sign * d) if d else fr) == nxt).mean() for d in SHIFTS]
+        sh = [(encode(vq, shifted(fr, sign * d) if d else fr) == nxt).mean() for d in SHIFTS]
         move = {'W alone': (1, 0), 'S alone': (-1, 0), 'A alone': (0, -1), 'D alone': (0, 1)}.get(name, (0, 0))
         gr = [(encode(vq, ground_warp(fr, move[0] * g * step, move[1] * g * step)) == nxt).mean() for g in GROUND_STEPS]
         print(f'| {name} | {len(fr)} | ' + ' | '.join(f'{x:.3f}' for x in zs + sh + gr) + ' |')

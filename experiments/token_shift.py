@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gfdata  # noqa: E402
+from evaluate import vq_encode  # noqa: E402
 from vqvae import load_vqvae  # noqa: E402
 
 SHIFTS = (1, 2, 3, 4)           # pixels
@@ -25,15 +26,18 @@ ZOOMS = (1.01, 1.02, 1.04, 1.08)
 MARGIN = 2                      # cells at the border are not scored (edge padding, zoom's clipped content)
 
 
-def encode(vq, frames, batch=64):
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-    with torch.no_grad():
-        return torch.cat([vq.encode(x[i:i + batch]) for i in range(0, len(x), batch)]).numpy()
+def encode(vq, frames):
+    """uint8 [N, H, W, 3] -> numpy token grids [N, h, w] (evaluate.vq_encode on the CPU)."""
+    return vq_encode(vq, frames, 'cpu').numpy()
 
 
 def shifted(frames, d):
-    """Content moved d pixels to the right (the left edge repeats)."""
-    return np.concatenate([np.repeat(frames[:, :, :1], d, 2), frames[:, :, :-d]], 2)
+    """Content moved d pixels to the right (d may be fractional or negative; bilinear, edges repeated)."""
+    import cv2
+    H, W = frames.shape[1:3]
+    m = np.array([[1, 0, d], [0, 1, 0]], np.float32)
+    return np.stack([cv2.warpAffine(f, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                     for f in frames])
 
 
 def zoomed(frames, s):

@@ -169,9 +169,9 @@ def test_isolated_actions_and_following_ratio():
     ceiling = dict(per_action={'idle': dict(acc=1.0), 'jump': dict(acc=0.0)}, overall=0.5)
     r = E.following_ratio(model, ceiling)
     assert r['per_action'] == {'idle': 0.5, 'jump': None} and r['overall'] == pytest.approx(0.5)
-    assert r['weak_ceiling'] == []
-    low = E.following_ratio(model, dict(per_action={'idle': dict(acc=0.3), 'jump': dict(acc=0.9)}, overall=0.6))
-    assert low['weak_ceiling'] == ['idle'] and low['per_action']['idle'] == pytest.approx(0.5 / 0.3)
+    assert E.weak_ceiling(ceiling) == []
+    low = dict(per_action={'idle': dict(acc=0.3), 'jump': dict(acc=0.9)}, overall=0.6)
+    assert E.weak_ceiling(low) == ['idle'] and E.following_ratio(model, low)['per_action']['idle'] == pytest.approx(0.5 / 0.3)
 
 
 def test_replay_state_reproduces_the_recorded_frames():
@@ -320,7 +320,7 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert cf['sensitivity']['copy_last']['overall'] == 0
     assert {'moving', 'idle'} <= set(cf)
     fol = sc['following']
-    assert {'model', 'copy_last', 'shuffled_actions', 'ceiling_true_render', 'ceiling_real', 'ratio'} <= set(fol)
+    assert {'model', 'copy_last', 'shuffled_actions', 'ceiling_true_render', 'ceiling_real', 'ratio', 'weak_ceiling'} <= set(fol)
     assert set(fol['model']['per_action']) == set(E.ACTIONS)
     assert fol['ratio']['ceiling'] == 'ceiling_true_render' and 'overall' in fol['ratio']['model']
     files = set(os.listdir(out))
