@@ -7,8 +7,10 @@ DATA_DIR holds <root>/video/<stem>.mp4 (metadata is not needed here). Clips go t
 gfdata.split_stems (a sha1 of the stem), the same split preprocessing uses. Every video is decoded
 once into a uint8 frame bank in RAM (every FRAME_STRIDE-th frame, resized to 128x72 with
 cv2.INTER_AREA); batches are drawn from the bank. Loss: MSE + lambda * LPIPS(alex) + VQ commitment,
-lambda ramped 0 -> LPIPS_WEIGHT. Writes to OUT_DIR: ckpt_*.pt (+ vqvae.pt at the end), metrics.jsonl,
-recon_*.png (input row over reconstruction row), eval.json.
+lambda ramped 0 -> LPIPS_WEIGHT, plus SHIFT_CONSISTENCY * the phase-stability term (vqvae.shift_distance:
+each frame's latents against those of a copy moved by under a cell). Validation also reports how many
+codes a one-pixel move of the picture changes (codes_changed_1px). Writes to OUT_DIR: ckpt_*.pt
+(+ vqvae.pt at the end), metrics.jsonl, recon_*.png (input row over reconstruction row), eval.json.
 """
 import glob
 import json
@@ -26,7 +28,7 @@ import configurator
 from perceptual import build_lpips, lpips_distance, psnr, ssim
 from rollout import amp_dtype, autocast
 from gfdata import split_stems
-from vqvae import VQVAE, VQConfig, count_params, load_checkpoint, save_vqvae
+from vqvae import VQVAE, VQConfig, count_params, load_checkpoint, moved_images, save_vqvae
 
 # ----------------------------------------------------------------------------- config
 # data
@@ -64,6 +66,12 @@ TIME_LIMIT_MIN = 0.0            # stop training after this many minutes (0 = off
 LPIPS_WEIGHT = 0.15             # final lambda; more burned patterns into flat sky in v2.1.x
 LPIPS_RAMP_STEPS = 2000         # lambda ramps linearly 0 -> LPIPS_WEIGHT (MSE shapes colours first)
 LPIPS_BATCH = 0                 # LPIPS on the first N images of the batch only (0 = all): saves CPU time
+# phase stability: a frame moved by less than a cell should keep its codes (experiments item 24: with
+# this off, a 1-px shift re-codes 44% of the cells, so a slow walk looks like noise in token space)
+SHIFT_CONSISTENCY = 0.0         # weight of the term pulling the encoder's latents of a randomly moved copy
+                                # of each frame onto the unmoved frame's latents (vqvae.shift_distance; 0 = off)
+SHIFT_MAX_PX = 1.5              # largest random shift of that copy, pixels per axis (a cell is 4 px)
+ZOOM_MAX = 0.02                 # largest random zoom about the centre (one frame of W is about 2%)
 # logging / checkpoints
 OUT_DIR = 'checkpoints/vqvae'
 RESUME = 'auto'                 # 'auto': newest ckpt_*.pt in OUT_DIR if any; '' : fresh; or a checkpoint path
@@ -177,11 +185,14 @@ def checkpoints_in(out_dir):
 def evaluate(model, lp, val_frames, device, batch=32):
     """Tokenize + decode the val frames the way consumers will (encode -> decode_code) and score them."""
     model.eval()
-    ps, ss, ls = [], [], []
+    ps, ss, ls, moved1 = [], [], [], []
     hist = torch.zeros(model.codebook_size, dtype=torch.long)
     for i in range(0, len(val_frames), batch):
         x = to_tensor(val_frames[i:i + batch], device)
         tokens = model.encode(x)
+        # phase stability: the picture moved one pixel right (edge repeated), inner cells compared
+        t1 = model.encode(F.pad(x[..., :-1], (1, 0, 0, 0), mode='replicate'))
+        moved1.append((t1 != tokens)[:, 1:-1, 1:-1].float().mean((1, 2)).cpu())
         recon = model.decode_code(tokens).float()
         ps.append(psnr(recon, x).cpu())
         ss.append(ssim(recon, x).cpu())
@@ -196,6 +207,7 @@ def evaluate(model, lp, val_frames, device, batch=32):
         'codes_used': int((hist > 0).sum()),
         'code_usage': float((hist > 0).float().mean()),
         'perplexity': float(torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())),
+        'codes_changed_1px': float(torch.cat(moved1).mean()),
         'frames': int(len(val_frames)),
     }
 
@@ -352,11 +364,15 @@ def main():
             x[flip.to(device)] = x[flip.to(device)].flip(-1)
         lam = lpips_lambda(step)
         with amp:
-            recon, vq_loss, _, stats = model(x)
+            x_moved = moved_images(x, SHIFT_MAX_PX, ZOOM_MAX, gen) if SHIFT_CONSISTENCY > 0 else None
+            recon, vq_loss, _, stats = model(x, x_moved)
             recon = recon.float()
             mse = F.mse_loss(recon, x)
             loss = mse + vq_loss
             lp_loss = None
+            shift_loss = stats.pop('shift_consistency', None)
+            if shift_loss is not None:
+                loss = loss + SHIFT_CONSISTENCY * shift_loss
             if lam > 0:
                 nb = LPIPS_BATCH or BATCH_SIZE
                 lp_loss = lpips_distance(lp, recon[:nb], x[:nb]).float().mean()
@@ -371,6 +387,8 @@ def main():
                'perplexity': stats['perplexity'], 'live_codes': stats['live_codes'], 'reseeded': stats['reseeded']}
         if lp_loss is not None:
             rec['lpips'] = lp_loss.item()
+        if shift_loss is not None:
+            rec['shift_consistency'] = shift_loss.item()
         for k, v in rec.items():
             acc[k] = acc.get(k, 0.0) + v
         acc_n += 1
@@ -391,7 +409,8 @@ def main():
             last_val_step = step
             write_metrics({'split': 'val', 'step': step, **last_val})
             tqdm.write(f"step {step}: val psnr {last_val['psnr']:.2f} ssim {last_val['ssim']:.3f} lpips "
-                       f"{last_val['lpips']:.3f} codes {last_val['code_usage']:.0%} ppl {last_val['perplexity']:.0f}")
+                       f"{last_val['lpips']:.3f} codes {last_val['code_usage']:.0%} ppl {last_val['perplexity']:.0f} "
+                       f"1-px move re-codes {last_val['codes_changed_1px']:.0%}")
         if step % SAMPLE_INTERVAL == 0:
             save_sample_png(model, sample_frames, os.path.join(OUT_DIR, f'recon_{step:07d}.png'), device)
         if step % CKPT_INTERVAL == 0:
@@ -422,7 +441,8 @@ def main():
         run.finish()
     log(f"done: step {step}, val psnr {final_val['psnr']:.2f} dB, ssim {final_val['ssim']:.3f}, lpips "
         f"{final_val['lpips']:.3f}, codes in use {final_val['codes_used']}/{model.codebook_size} "
-        f"({final_val['code_usage']:.0%}), perplexity {final_val['perplexity']:.1f}; train {train_s/60:.1f} min, "
+        f"({final_val['code_usage']:.0%}), perplexity {final_val['perplexity']:.1f}, a 1-px move re-codes "
+        f"{final_val['codes_changed_1px']:.0%} of the cells; train {train_s/60:.1f} min, "
         f"wall {(time.time()-t_start)/60:.1f} min -> {os.path.join(OUT_DIR, 'vqvae.pt')}")
 
 

@@ -217,6 +217,30 @@ class EMAQuantizer(nn.Module):
         return zq, loss, idx.view(B, H, W), stats
 
 
+def moved_images(x, max_px, zoom_max, gen=None):
+    """Each image of x (B, 3, H, W) shifted by up to max_px pixels per axis and zoomed by up to
+    zoom_max about its centre, uniformly at random (bilinear, edges repeated): one batched grid_sample.
+    The moved copies for VQVAE.forward's phase-stability term."""
+    B, _, H, W = x.shape
+    r = torch.rand(B, 3, generator=gen) * 2 - 1
+    theta = torch.zeros(B, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / (1 + zoom_max * r[:, 0])
+    theta[:, 0, 2] = -r[:, 1] * max_px * 2 / W   # grid coordinates span 2 over the width: content moves +r px
+    theta[:, 1, 2] = -r[:, 2] * max_px * 2 / H
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
+
+
+def shift_distance(z, z_moved):
+    """Phase stability: mean squared distance between the latents (B, D, h, w) of frames and of the same
+    frames moved by less than a cell, in units of the latents' variance (so rescaling the latents cannot
+    shrink it). Both sides get gradient (matching the moved latents to the unmoved ones' codes instead
+    kept more codes moving for the same reconstruction cost in a toy run). The outer ring of cells, where
+    the move brings in repeated edge pixels, is left out."""
+    z, z_moved = z.float()[:, :, 1:-1, 1:-1], z_moved.float()[:, :, 1:-1, 1:-1]
+    return F.mse_loss(z_moved, z) / z.detach().var().clamp_min(1e-8)
+
+
 class VQVAE(nn.Module):
     def __init__(self, cfg=None):
         super().__init__()
@@ -233,9 +257,17 @@ class VQVAE(nn.Module):
     def embedding_dim(self):
         return self.cfg.embedding_dim
 
-    def forward(self, x):
-        """x (B, 3, H, W) in [0, 1] -> (reconstruction, vq loss, indices, stats)."""
-        zq, vq_loss, idx, stats = self.quantizer(self.encoder(x))
+    def forward(self, x, x_moved=None):
+        """x (B, 3, H, W) in [0, 1] -> (reconstruction, vq loss, indices, stats). With x_moved (the same
+        frames moved by less than a cell, moved_images), stats['shift_consistency'] is the phase-stability
+        term (a tensor with gradient): both batches go through the encoder in one call."""
+        if x_moved is None:
+            z = self.encoder(x)
+        else:
+            z, z_moved = self.encoder(torch.cat([x, x_moved])).chunk(2)
+        zq, vq_loss, idx, stats = self.quantizer(z)
+        if x_moved is not None:
+            stats['shift_consistency'] = shift_distance(z, z_moved)
         return self.decoder(zq), vq_loss, idx, stats
 
     @torch.no_grad()

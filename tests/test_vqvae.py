@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from vqvae import EMAQuantizer, VQConfig, VQVAE, load_checkpoint, load_vqvae, save_vqvae  # noqa: E402
+from vqvae import EMAQuantizer, VQConfig, VQVAE, load_checkpoint, load_vqvae, moved_images, save_vqvae  # noqa: E402
 from gfdata import split_of, split_stems  # noqa: E402
 
 TINY = dict(hidden1=8, hidden2=16, embedding_dim=8, codebook_size=16, kmeans_iters=2)
@@ -243,6 +243,49 @@ def test_a_few_training_steps_lower_the_loss():
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
 
 
+def test_moved_images_shift_each_image_by_at_most_max_px():
+    x = torch.arange(128.).view(1, 1, 1, 128).expand(6, 3, 72, 128).contiguous()  # value = column
+    assert torch.allclose(moved_images(x, 0.0, 0.0), x, atol=1e-4)  # no move: the same images
+    m = moved_images(x, 1.5, 0.0, torch.Generator().manual_seed(0))
+    d = (x - m)[:, 0, 10:60, 20:100]  # away from the repeated edges: content moved by d pixels
+    per_image = d.mean((1, 2))
+    assert torch.allclose(d, per_image[:, None, None].expand_as(d), atol=1e-3)  # a pure shift per image
+    assert per_image.abs().max() <= 1.5 + 1e-4 and per_image.abs().max() > 0.3
+    assert per_image.std() > 0.1  # each image draws its own shift
+    z = moved_images(x, 0.0, 0.05, torch.Generator().manual_seed(1))[:, 0, 36]  # zoom about the centre:
+    slope = (z[:, 100] - z[:, 28]) / 72                                          # columns spread or squeeze
+    assert (slope - 1).abs().max() <= 0.05 / 0.95 + 1e-3 and (slope - 1).abs().max() > 0.005
+
+
+def changed_by_one_pixel(m, x):
+    t0, t1 = m.encode(x), m.encode(F.pad(x[..., :-1], (1, 0, 0, 0), mode='replicate'))
+    return (t0 != t1)[:, 1:-1, 1:-1].float().mean().item()
+
+
+def test_shift_consistency_makes_codes_stable_under_a_one_pixel_move():
+    """The same few training steps with and without the term: with it, moving the picture one pixel
+    re-codes fewer cells, and the term itself goes down."""
+    x = textured_images(8, seed=3)
+    x = x + 0.15 * torch.rand(x.shape, generator=torch.Generator().manual_seed(4))  # texture with a phase
+    changed, terms = {}, {}
+    for w in (0.0, 1.0):
+        m = tiny_model(seed=1).train()
+        opt = torch.optim.AdamW(list(m.encoder.parameters()) + list(m.decoder.parameters()), lr=3e-3)
+        g = torch.Generator().manual_seed(5)
+        terms[w] = []
+        for _ in range(100):
+            recon, vq_loss, _, stats = m(x, moved_images(x, 1.5, 0.02, g))
+            term = stats['shift_consistency']
+            loss = F.mse_loss(recon, x) + vq_loss + w * term
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            terms[w].append(term.item())
+        changed[w] = changed_by_one_pixel(m.eval(), x)
+    assert changed[1.0] < 0.7 * changed[0.0], changed
+    assert np.mean(terms[1.0][-5:]) < 0.7 * np.mean(terms[1.0][:3]), terms[1.0]
+
+
 def test_split_is_deterministic_and_roughly_the_requested_fraction():
     stems = [f'seed_{i}_part_{i}' for i in range(2000)]
     val = [s for s in stems if split_of(s, 0.1) == 'val']
@@ -295,9 +338,14 @@ def test_train_vqvae_end_to_end_and_resume(tmp_path):
     assert m.encode(textured_images(1)).shape == (1, 18, 32)
 
     # RESUME='auto' continues from the newest checkpoint rather than starting again
-    r = _run_train([f'--DATA_DIR={data}', f'--OUT_DIR={out}', '--MAX_STEPS=6', *TRAIN_TINY], str(tmp_path))
+    # (with the phase-stability term switched on: it is logged, and the val score says how many codes move)
+    r = _run_train([f'--DATA_DIR={data}', f'--OUT_DIR={out}', '--MAX_STEPS=6', '--SHIFT_CONSISTENCY=0.5',
+                    *TRAIN_TINY], str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert 'resumed from' in r.stdout and 'at step 4' in r.stdout
+    last = [json.loads(line) for line in open(out / 'metrics.jsonl')]
+    assert np.isfinite([r_ for r_ in last if r_['split'] == 'train'][-1]['shift_consistency'])
+    assert 0.0 <= [r_ for r_ in last if r_['split'] == 'val'][-1]['codes_changed_1px'] <= 1.0
     assert load_checkpoint(str(out / 'vqvae.pt'))['step'] == 6
     steps = [json.loads(line)['step'] for line in open(out / 'metrics.jsonl') if '"train"' in line]
     assert steps == sorted(steps) and steps[-1] == 6 and 2 not in steps[steps.index(4) + 1:]
