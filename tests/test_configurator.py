@@ -69,8 +69,9 @@ def test_every_preset_matches_its_script():
     assert presets
     presets += sorted(glob.glob(os.path.join(ROOT, 'experiments', '[a-z][0-9]_*.py')))   # the experiments' train.py presets
     assert any(p.endswith('h4_copy_gate_tf.py') for p in presets)
+    assert any(p.endswith('_vq.py') for p in presets)  # an experiment's tokenizer preset (train_vqvae.py)
     for preset in presets:
         name = os.path.basename(preset)
-        script = 'train_vqvae.py' if name.startswith('vqvae') else 'idm.py' if name.startswith('idm') else 'train.py'
+        script = 'train_vqvae.py' if name.startswith('vqvae') or name.endswith('_vq.py') else 'idm.py' if name.startswith('idm') else 'train.py'
         cfg = apply_config(script_defaults(os.path.join(ROOT, script)), [preset])
         assert cfg, preset
