@@ -271,6 +271,15 @@ class VQVAE(nn.Module):
         return self.decoder(zq), vq_loss, idx, stats
 
     @torch.no_grad()
+    def codes_changed_by_one_pixel(self, images, tokens=None):
+        """Phase stability, per image: the share of interior cells (outer ring left out) whose code changes
+        when the picture (B, 3, H, W) moves one pixel right, its left edge repeated. `tokens`: the images'
+        codes, when the caller has them already."""
+        tokens = self.encode(images) if tokens is None else tokens
+        moved = F.pad(images[..., :-1], (1, 0, 0, 0), mode='replicate')
+        return (self.encode(moved) != tokens)[:, 1:-1, 1:-1].float().mean((1, 2))
+
+    @torch.no_grad()
     def encode(self, images):
         """(B, 3, 72, 128) float in [0, 1] -> (B, 18, 32) long token grid. Never updates the codebook."""
         z = self.encoder(images)

@@ -257,11 +257,6 @@ def test_moved_images_shift_each_image_by_at_most_max_px():
     assert (slope - 1).abs().max() <= 0.05 / 0.95 + 1e-3 and (slope - 1).abs().max() > 0.005
 
 
-def changed_by_one_pixel(m, x):
-    t0, t1 = m.encode(x), m.encode(F.pad(x[..., :-1], (1, 0, 0, 0), mode='replicate'))
-    return (t0 != t1)[:, 1:-1, 1:-1].float().mean().item()
-
-
 def test_shift_consistency_makes_codes_stable_under_a_one_pixel_move():
     """The same few training steps with and without the term: with it, moving the picture one pixel
     re-codes fewer cells, and the term itself goes down."""
@@ -281,7 +276,7 @@ def test_shift_consistency_makes_codes_stable_under_a_one_pixel_move():
             loss.backward()
             opt.step()
             terms[w].append(term.item())
-        changed[w] = changed_by_one_pixel(m.eval(), x)
+        changed[w] = m.eval().codes_changed_by_one_pixel(x).mean().item()
     assert changed[1.0] < 0.7 * changed[0.0], changed
     assert np.mean(terms[1.0][-5:]) < 0.7 * np.mean(terms[1.0][:3]), terms[1.0]
 
