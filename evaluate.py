@@ -55,7 +55,9 @@ REAL_CEILING_CLIPS = 16      # ...from at most this many val clips (spread evenl
 CACHE_CLIP_FRAMES = 400      # real frames of clips this short are decoded once and kept in memory
 BATCH = 64                   # rollouts per model call
 SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | commit | commit_sample | sample
-DISPLAY = 'tokens'           # rollout.display_frames: what the model's frames show: tokens | soft | soft_changed
+LATENT_SNAP = None           # latent models: share of the way the fed-back latent moves to its tokens' codes
+                             # (rollout.snap_latent); None: the model's own (its config.latent_snap, as trained)
+DISPLAY = 'tokens'           # rollout.display_frames: what the model's frames show: tokens | soft | soft_changed | latent
 TEMPERATURE = 1.0
 TOP_K = 0
 SEED = 0
@@ -324,23 +326,23 @@ def shuffle_actions(actions, generator):
 # tokens. The model, copy-last and the shuffled-actions model all go through the same code.
 
 class ModelGen:
-    def __init__(self, model, sampling, seed=SEED, vq=None, display='tokens'):
-        self.model, self.sampling = model, sampling
+    def __init__(self, model, sampling, seed=SEED, vq=None, display='tokens', latent_snap=None):
+        self.model, self.sampling, self.latent_snap = model, sampling, latent_snap
         self.vq, self.display = (vq, display) if display != 'tokens' else (None, display)
         dev = next(model.parameters()).device
         self.gen = torch.Generator(dev).manual_seed(seed)
 
-    def __call__(self, ctx_tok, ctx_act, acts):
+    def __call__(self, ctx_tok, ctx_act, acts, ctx_lat=None):
         from rollout import rollout
         out = rollout(self.model, ctx_tok, ctx_act, acts, sampling=self.sampling, generator=self.gen, vq=self.vq,
-                      display=self.display)
+                      display=self.display, context_latents=ctx_lat, latent_snap=self.latent_snap)
         return (out[0], out[2]) if self.vq is not None else out[0]
 
 
 class CopyLastGen:
     """Repeats the last context frame: the 'nothing happens' baseline."""
 
-    def __call__(self, ctx_tok, ctx_act, acts):
+    def __call__(self, ctx_tok, ctx_act, acts, ctx_lat=None):
         return ctx_tok[:, -1:].expand(-1, acts.shape[1], -1, -1).clone()
 
 
@@ -350,14 +352,16 @@ class ShuffledGen:
     def __init__(self, inner, seed=SEED):
         self.inner, self.gen = inner, torch.Generator().manual_seed(seed + 1)
 
-    def __call__(self, ctx_tok, ctx_act, acts):
-        return self.inner(ctx_tok, ctx_act, shuffle_actions(acts, self.gen))
+    def __call__(self, ctx_tok, ctx_act, acts, ctx_lat=None):
+        return self.inner(ctx_tok, ctx_act, shuffle_actions(acts, self.gen), ctx_lat)
 
 
-def generate(gen, ctx_tok, ctx_act, acts, device, batch=BATCH):
-    """Run a generator in batches -> (tokens (B, N, h, w), frames (B, N, 3, H, W) or None: the decoded tokens)."""
-    outs = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device))
-            for i in range(0, len(ctx_tok), batch)]
+def generate(gen, ctx_tok, ctx_act, acts, device, batch=BATCH, ctx_lat=None):
+    """Run a generator in batches -> (tokens (B, N, h, w), frames (B, N, 3, H, W) or None: the decoded tokens).
+    ctx_lat: the context frames' latents (B, T, D, h, w) or None (Clips.latent_windows)."""
+    lat = lambda i: None if ctx_lat is None else ctx_lat[i:i + batch].to(device, torch.float32)
+    outs = [gen(ctx_tok[i:i + batch].to(device), ctx_act[i:i + batch].to(device), acts[i:i + batch].to(device),
+                lat(i)) for i in range(0, len(ctx_tok), batch)]
     if isinstance(outs[0], tuple):
         return torch.cat([o[0].cpu() for o in outs]), torch.cat([o[1].cpu() for o in outs])
     return torch.cat([o.cpu() for o in outs]), None
@@ -451,6 +455,12 @@ class Clips:
         tok, act = zip(*(self.cache.window(int(r), frames) for r in rows))
         return torch.stack(tok), torch.stack(act)
 
+    def latent_windows(self, rows, frames):
+        """The windows' float16 latents (B, frames, D, h, w), or None when the dataset has none."""
+        if not self.cache.latent_dim:
+            return None
+        return torch.stack([self.cache.latent_window(int(r), frames) for r in rows])
+
     def real_window(self, row, frames):
         c, t = self.clip_of(int(row))
         return self.real(c, np.arange(t, t + frames))
@@ -507,13 +517,15 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
         return dict(skipped=f"no {clips.split} clip has {T + 1} frames")
     tok, act = clips.windows(rows, T + 1)
     tok, act = tok.to(device), act.to(device)
+    lat = clips.latent_windows(rows, T) if model.config.latent_dim else None
+    kw = {} if lat is None else dict(latents=lat.to(device, torch.float32))   # a latent model reads the latents
     out = dict(windows=int(len(rows)), transitions=T)
-    logits, _, top = model(tok[:, :T], act[:, :T], return_hidden=True)
+    logits, _, top = model(tok[:, :T], act[:, :T], return_hidden=True, **kw)
     out['model'] = tf_metrics(logits, tok[:, 1:])
     if act.shape[-1] == 15:
         out['change_calibration'] = change_calibration(logits, tok, act[:, :T])
     shuffled = shuffle_actions(act[:, :T], torch.Generator().manual_seed(seed + 2))
-    logits, _ = model(tok[:, :T], shuffled)
+    logits, _ = model(tok[:, :T], shuffled, **kw)
     out['shuffled_actions'] = tf_metrics(logits, tok[:, 1:])
     out['copy_last'] = dict(token_acc=copy_last_token_acc(tok))
     # "action echo" (FACTS §5): do the actions help predict the next frame (CE gain over shuffled
@@ -524,7 +536,7 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
         for name, sl in (('camera', slice(0, 8)), ('movement_keys', slice(8, 15))):
             mixed = act[:, :T].clone()
             mixed[..., sl] = shuffled[..., sl]
-            logits, _ = model(tok[:, :T], mixed)
+            logits, _ = model(tok[:, :T], mixed, **kw)
             out['action_ce_gain_by_group'][name] = tf_metrics(logits, tok[:, 1:])['ce'] - out['model']['ce']
     if model.config.use_idm and model.config.action_dim == 15:
         out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
@@ -570,7 +582,8 @@ def eval_open_loop(gens, vq, lp, clips, ctx, H, n, device, batch):
                                  lpips=lpips_by_horizon(lp, gt, real, steps=ls))
     samples = {}
     for name, gen in gens.items():
-        pred_tok, pred = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch)
+        pred_tok, pred = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch,
+                                  clips.latent_windows(rows, ctx))
         pred = shown(vq, pred_tok, pred, device)
         r = dict(vs_decoded=dict(psnr=psnr_by_horizon(pred, gt), ssim=ssim_by_horizon(pred, gt, ls),
                                  lpips=lpips_by_horizon(lp, pred, gt, steps=ls)),
@@ -623,6 +636,7 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
     if len(rows) == 0:
         return dict(skipped=f"no {clips.split} clip has {ctx} frames"), {}
     tok, act = clips.windows(rows, ctx)
+    ctx_lat = clips.latent_windows(rows, ctx)
     rng = np.random.default_rng(seed)
     # the ground truth's typical values over val clips: consecutive decoded frames and unique codes
     gt_rows = clips.starts(2, 256)
@@ -641,7 +655,7 @@ def eval_stability(gens, vq, clips, ctx, L, n, edges, device, batch, buckets, se
     for mode, acts in inputs.items():
         out[mode] = {}
         for name in ('model', 'copy_last'):
-            pred_tok, pred = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch)
+            pred_tok, pred = generate(gens[name], tok, act[:, :ctx - 1], acts, device, batch, ctx_lat)
             pred = shown(vq, pred_tok, pred, device)
             change = frame_change(torch.cat([decode(vq, tok[:, -1:], device), pred], 1))  # from the context frame on
             unique = unique_codes_curve(pred_tok)
@@ -675,11 +689,13 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
     tok, act = clips.windows(rows, ctx)
     ctx_tok = tok.repeat_interleave(len(names), 0)
     ctx_act = act[:, :ctx - 1].repeat_interleave(len(names), 0)
+    ctx_lat = clips.latent_windows(rows, ctx)
+    ctx_lat = None if ctx_lat is None else ctx_lat.repeat_interleave(len(names), 0)
     drive = acts.repeat(S, 1, 1)
     start_img = decode(vq, tok[:, -1], device)                                               # [S, 3, H, W]
     frames = {}
     for name, gen in gens.items():
-        pred = shown(vq, *generate(gen, ctx_tok, ctx_act, drive, device, batch), device)   # [S*A, steps, ...]
+        pred = shown(vq, *generate(gen, ctx_tok, ctx_act, drive, device, batch, ctx_lat), device)   # [S*A, steps, ...]
         pred = pred.view(S, len(names), steps, *pred.shape[2:])
         first = start_img[:, None, None].expand(-1, len(names), -1, -1, -1, -1)
         frames[name] = to_uint8(torch.cat([first, pred], 2))                                 # [S, A, 1+steps, H, W, 3]
@@ -1129,6 +1145,9 @@ def parse_args(argv):
     p.add_argument('--temperature', type=float, default=TEMPERATURE)
     p.add_argument('--display', default=DISPLAY, choices=DISPLAY_MODES,
                    help="the model's frames: decoded tokens, or the soft decode (everywhere / on changed cells)")
+    p.add_argument('--latent-snap', type=float, default=LATENT_SNAP,
+                   help="latent models: move the fed-back latent this share of the way to its tokens' codes (0-1; "
+                        "default: the model's own)")
     p.add_argument('--change-threshold', type=float, default=CHANGE_THRESHOLD,
                    help="'commit': change a cell when its current token's probability is below this")
     args = p.parse_args(argv)
@@ -1181,7 +1200,9 @@ def run(args):
     sampling = dict(mode=args.sampling, temperature=args.temperature, top_k=args.top_k)
     if args.sampling == 'commit':
         sampling['change_threshold'] = args.change_threshold
-    mgen = ModelGen(model, sampling, args.seed, vq, args.display)
+    if args.latent_snap is not None and not 0 <= args.latent_snap <= 1:
+        raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
+    mgen = ModelGen(model, sampling, args.seed, vq, args.display, args.latent_snap)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}
     settings = dict(checkpoint=os.path.abspath(ckpt_path), step=ck.get('step'), data=os.path.abspath(data),
                     raw=args.raw or 'video and metadata paths recorded by preprocess.py',

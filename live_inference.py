@@ -37,7 +37,7 @@ os.environ.setdefault('PYGAME_HIDE_SUPPORT_PROMPT', '1')
 
 import actions as A
 import inference as I
-from rollout import next_tokens, warm_up
+from rollout import next_tokens, snap_latent, warm_up
 
 # ---- defaults (flags override) ----
 FPS = 16                 # GF's rate: the loop paces itself to it
@@ -103,6 +103,7 @@ class Engine:
         with self.amp():
             self.state = warm_up(self.model, ctx, self.context.actions[None].to(self.device, torch.float32))
         self.tokens = ctx[:, -1]
+        self.latent = None   # a latent model's first step reads the context frame's codes, then its own latents
         self.frame = self.decode(self.tokens)
         self.generator = torch.Generator(self.device).manual_seed(self.seed)
         return self.frame
@@ -115,7 +116,7 @@ class Engine:
         if self.compiled and self.cuda:
             torch.compiler.cudagraph_mark_step_begin()
         with self.amp():
-            logits, self.state = self.step_fn(self.tokens, action, self.state)
+            logits, self.state = self.step_fn(self.tokens, action, self.state, latent_t=self.latent)
         return logits
 
     @torch.inference_mode()
@@ -136,6 +137,8 @@ class Engine:
         mode = self.sampling if self.temperature > 0 else 'greedy'
         self.tokens = next_tokens(self.model, logits, self.tokens, action, dict(
             mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator, offset)
+        if self.state.latent is not None:   # a latent model's next input, fed back as rollout.rollout does
+            self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.model.config.latent_snap)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)

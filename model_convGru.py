@@ -16,6 +16,9 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
   zero-init head  logits are exactly zero at init
   coord channels / action planes  extra input planes: where a cell is, and the action, per cell
   copy gate     a per-cell logit (from the top map) added to the cell's current (warped) token
+  latent I/O    (latent_dim > 0) read and predict the VQ-VAE's continuous pre-quantization latent instead
+                of token ids: the prediction is the (warped) input latent plus a correction, and the
+                logits over the codebook are minus half the squared distance to each code vector
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -80,6 +83,17 @@ class WorldModelConfig:
     # copy gate: a learned per-cell logit added to the token the cell holds now (after the camera warp), so
     # "this cell stays" is one scalar the actions can lower, not an identity map through the hidden state
     copy_gate: bool = False
+    # continuous latents (0 = off: token ids in, logits out, as v6.2). >0: the VQ-VAE's code-vector size. A
+    # token says which code a cell is nearest, not where inside the cell the texture sits, so a walk's
+    # sub-cell motion is invisible to a token model and its most likely next token is "unchanged"; the
+    # pre-quantization latent keeps that phase. The model reads the latent map (normalised per channel by
+    # latent_mean / latent_std, set from the data), predicts the next one as the warped input plus a
+    # correction, and its logits are -1/2 the squared normalised distance to each code over a learned
+    # temperature (argmax = the nearest code, so token metrics and decoders work unchanged). Tokens given
+    # alone enter as their code vectors; a rollout feeds back the predicted latent (state.latent).
+    latent_dim: int = 0
+    latent_snap: float = 0.0           # a rollout feeds back its predicted latent moved this share of the way to
+                                       # the codes of the tokens it decoded (rollout.snap_latent); 1 = the codes
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -109,6 +123,9 @@ class WorldModelConfig:
             raise ValueError("temporal attention needs temporal_context >= 1 and attn_dim divisible by attn_heads")
         if self.film_clamp[0] >= self.film_clamp[1]:
             raise ValueError(f"film_clamp must be (low, high), got {self.film_clamp}")
+        if self.latent_dim and self.copy_gate:
+            raise ValueError("copy_gate adds a logit to token ids; with latent_dim > 0 the prediction already "
+                             "starts from the current latent (set copy_gate=False)")
 
     @property
     def layer_dilations(self):
@@ -117,7 +134,8 @@ class WorldModelConfig:
     @property
     def in_channels(self):
         """Channels into in_proj: the token embedding plus the optional coordinate and action planes."""
-        return self.embed_dim + (2 if self.coord_channels else 0) + (self.action_dim if self.action_planes else 0)
+        base = self.latent_dim or self.embed_dim
+        return base + (2 if self.coord_channels else 0) + (self.action_dim if self.action_planes else 0)
 
     @property
     def film_split(self):
@@ -155,6 +173,8 @@ class WorldModelState:
     buf_len: torch.Tensor        # (B,) long: how many of the L slots are filled
     warp_offset: Optional[torch.Tensor] = None   # (B, 2) float32: the camera warp's sub-cell remainder
                                                  # (x, y), with warp_accumulate; None means zero
+    latent: Optional[torch.Tensor] = None        # (B, D, H, W) the last step's predicted latent (latent_dim
+                                                 # > 0), the next rollout step's input; None before any step
 
     @property
     def batch_size(self):
@@ -163,26 +183,33 @@ class WorldModelState:
     def _offset(self, f):
         return None if self.warp_offset is None else f(self.warp_offset)
 
+    def _latent(self, f):
+        return None if self.latent is None else f(self.latent)
+
     def detach(self):
-        return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset)
+        return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset,
+                               self._latent(torch.Tensor.detach))
 
     def __getitem__(self, idx):
         if isinstance(idx, int):  # keep the batch dimension
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx],
-                               self._offset(lambda o: o[idx]))
+                               self._offset(lambda o: o[idx]), self._latent(lambda z: z[idx]))
 
     def to(self, device=None, dtype=None):
-        """Move (and optionally cast the float maps); buf_len stays long, the warp offset float32."""
+        """Move (and optionally cast the float maps); buf_len stays long, the warp offset and latent float32."""
         return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
-                               self.buf_len.to(device), self._offset(lambda o: o.to(device)))
+                               self.buf_len.to(device), self._offset(lambda o: o.to(device)),
+                               self._latent(lambda z: z.to(device)))
 
     def reset(self, mask):
-        """Fresh state for the samples where mask (B,) is True (e.g. a new clip started)."""
+        """Fresh state for the samples where mask (B,) is True (e.g. a new clip started). A reset sample's
+        latent is zeroed too: its next step must be given its frame (tokens or latents)."""
         keep = (~mask.bool()).to(self.buf.dtype)
         hidden = [h * keep.to(h.dtype).view(-1, 1, 1, 1) for h in self.hidden]
         return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long(),
-                               self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]))
+                               self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]),
+                               self._latent(lambda z: z * (~mask.bool()).to(z.dtype).view(-1, 1, 1, 1)))
 
 
 def shift_maps(x, dx, dy):
@@ -318,7 +345,16 @@ class WorldModelConvFiLM(nn.Module):
         super().__init__()
         cfg = self.config = config
         C = cfg.hidden_dim
-        self.embed = nn.Embedding(cfg.codebook_size, cfg.embed_dim)
+        if cfg.latent_dim:   # the latent space: set from the VQ-VAE and the data by set_latent_space
+            D = cfg.latent_dim
+            self.register_buffer('codebook', torch.zeros(cfg.codebook_size, D))
+            self.register_buffer('latent_mean', torch.zeros(D))
+            self.register_buffer('latent_std', torch.ones(D))
+            # the distance logits' temperature, learned: calibrates p(code) (commit decoding, CE) without
+            # letting the CE's hinge-like pull towards the target code outweigh the latent regression
+            self.latent_log_tau = nn.Parameter(torch.tensor(math.log(4.0)))
+        else:
+            self.embed = nn.Embedding(cfg.codebook_size, cfg.embed_dim)
         self.in_proj = nn.Conv2d(cfg.in_channels, C, 1)   # so every GRU layer (and residual) is C wide
         self.cells = nn.ModuleList(ConvGRUCell(C, C, cfg.kernel_size, d) for d in cfg.layer_dilations)
         if cfg.film_split:
@@ -330,7 +366,7 @@ class WorldModelConvFiLM(nn.Module):
             self.temporal = TemporalAttention(C, cfg.attn_dim, cfg.attn_heads, cfg.temporal_context, cfg.film_clamp)
         if cfg.use_idm:
             self.idm_head = IDMHead(cfg)
-        self.head = nn.Conv2d(C, cfg.codebook_size, 1)
+        self.head = nn.Conv2d(C, cfg.latent_dim or cfg.codebook_size, 1)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
             self.copy_head = nn.Conv2d(C, 1, 1)
             nn.init.zeros_(self.copy_head.weight)
@@ -373,6 +409,36 @@ class WorldModelConvFiLM(nn.Module):
         return WorldModelState(hidden, torch.zeros(batch, L, cfg.hidden_dim, device=device, dtype=dtype),
                                torch.zeros(batch, dtype=torch.long, device=device))
 
+    @torch.no_grad()
+    def set_latent_space(self, codebook, mean, std):
+        """latent_dim > 0: the VQ-VAE's code vectors (K, D) and the per-channel mean / std (D,) of the
+        training latents the model normalises by. Stored in the checkpoint with the weights."""
+        self.codebook.copy_(codebook)
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std.clamp(min=1e-6))
+
+    def normalise_latent(self, z):
+        """(..., D, H, W) raw latents -> per-channel standardised."""
+        return (z.float() - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+
+    def raw_latent(self, u):
+        return u.float() * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    def code_latents(self, tokens):
+        """(..., H, W) token ids or (..., K, H, W) probabilities -> raw code vectors (..., D, H, W)."""
+        if tokens.is_floating_point():
+            return torch.einsum('...khw,kd->...dhw', tokens.float(), self.codebook)
+        return self.codebook[tokens].movedim(-1, -3)
+
+    def latent_logits(self, u):
+        """Normalised latents (N, D, H, W) -> logits (N, K, H, W): -1/2 the squared distance to each code,
+        over the learned temperature."""
+        e = self.normalise_latent(self.codebook[:, :, None, None])[..., 0, 0]       # (K, D)
+        u = u.float()
+        d2 = (u.pow(2).sum(1, keepdim=True) - 2 * torch.einsum('ndhw,kd->nkhw', u, e)
+              + e.pow(2).sum(1)[None, :, None, None])
+        return -0.5 * d2 / self.latent_log_tau.float().exp()
+
     def camera_shifts(self, actions, offset=None):
         """(B, T, 15) actions -> integer content shifts dx, dy (B, T) in cells (zero camera blocks give 0)
         and the warp offset after the last step (B, 2) (None without warp_accumulate). offset (B, 2) is the
@@ -393,13 +459,17 @@ class WorldModelConvFiLM(nn.Module):
         d = cells(cum) - cells(before)
         return d[..., 0], d[..., 1], (cum[:, -1] - cells(cum[:, -1]) * q).float() / q
 
-    def embed_tokens(self, tokens, actions, shifts=None):
+    def embed_tokens(self, tokens, actions, shifts=None, latents=None):
         """tokens (B,T,H,W) long or (B,T,K,H,W) probs -> (B,T,E(+planes),H,W), warped when camera_warp='input'
-        (by shifts = camera_shifts(...)'s (dx, dy), computed from the actions alone when None)."""
-        if tokens.is_floating_point():   # soft feedback: expected embedding under the predicted distribution
+        (by shifts = camera_shifts(...)'s (dx, dy), computed from the actions alone when None). With
+        latent_dim > 0 the map is the normalised latent: `latents` (B,T,D,H,W) raw, else the tokens' codes."""
+        if self.config.latent_dim:
+            x = self.normalise_latent(latents if latents is not None else self.code_latents(tokens))
+        elif tokens.is_floating_point():   # soft feedback: expected embedding under the predicted distribution
             x = torch.einsum('btkhw,ke->btehw', tokens.to(self.embed.weight.dtype), self.embed.weight)
         else:
             x = self.embed(tokens).permute(0, 1, 4, 2, 3)
+        x = x.to(self.in_proj.weight.dtype)
         cfg = self.config
         B, T, _, H, W = x.shape
         if cfg.camera_warp == 'input':
@@ -469,10 +539,12 @@ class WorldModelConvFiLM(nn.Module):
 
     # ---- the model ----
 
-    def forward(self, tokens, actions, state=None, return_hidden=False):
+    def forward(self, tokens, actions, state=None, return_hidden=False, latents=None, return_latent=False):
         """Teacher-forced window. tokens (B,T,H,W) long or (B,T,K,H,W) probs, actions (B,T,A):
         action t drives frame t -> t+1. Returns logits (B,T,K,H,W) (position t predicts frame t+1),
-        the final state, and with return_hidden the top map per step (B,T,C,H,W) for the IDM."""
+        the final state, with return_hidden the top map per step (B,T,C,H,W) for the IDM, and with
+        return_latent (latent_dim > 0) the predicted raw latents (B,T,D,H,W). latents (B,T,D,H,W): the
+        frames' raw pre-quantization latents, read instead of the tokens' code vectors (latent_dim > 0)."""
         cfg = self.config
         B, T = tokens.shape[:2]
         if actions is None:
@@ -489,7 +561,12 @@ class WorldModelConvFiLM(nn.Module):
 
         # everything that does not depend on the recurrence, for the whole window at once
         shifts = self.camera_shifts(actions, state.warp_offset) if cfg.camera_warp != 'none' else None
-        x = self.in_proj(self.embed_tokens(tokens, actions, shifts).flatten(0, 1))
+        if latents is not None and not cfg.latent_dim:
+            raise ValueError("latents given to a token model (latent_dim=0)")
+        if return_latent and not cfg.latent_dim:
+            raise ValueError("return_latent needs a latent model (latent_dim > 0)")
+        x_in = self.embed_tokens(tokens, actions, shifts, latents)
+        x = self.in_proj(x_in.flatten(0, 1))
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.view(B, T, *x.shape[1:])
@@ -512,18 +589,27 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.use_temporal_attention:
             top, buf, buf_len = self.temporal(top, buf, buf_len)
         logits = self.head(top.flatten(0, 1))
+        pred = None
+        if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
+            u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float() + logits.float()
+            pred = self.raw_latent(u).view(B, T, *u.shape[1:])
+            logits = self.latent_logits(u)
         logits = logits.view(B, T, *logits.shape[1:])
         if cfg.copy_gate:
             logits = self.add_copy_logit(logits, top, tokens, actions, shifts)
-        new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None)
-        return (logits, new_state, top) if return_hidden else (logits, new_state)
+        new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None,
+                                    None if pred is None else pred[:, -1])
+        out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
+        return out
 
-    def step(self, tokens_t, action_t, state, return_hidden=False):
+    def step(self, tokens_t, action_t, state, return_hidden=False, latent_t=None):
         """One frame: tokens_t (B,H,W) long or (B,K,H,W) probs, action_t (B,A) -> logits (B,K,H,W)
-        for frame t+1 and the new state (and the top map (B,C,H,W) with return_hidden)."""
+        for frame t+1 and the new state (and the top map (B,C,H,W) with return_hidden). latent_t
+        (B,D,H,W): the frame's raw latent (latent_dim > 0; e.g. state.latent, the last prediction)."""
         if action_t is None:
             raise ValueError("action_t is required (FiLM and the camera warp read it)")
-        out = self.forward(tokens_t.unsqueeze(1), action_t.unsqueeze(1), state, return_hidden)
+        out = self.forward(tokens_t.unsqueeze(1), action_t.unsqueeze(1), state, return_hidden,
+                           latents=None if latent_t is None else latent_t.unsqueeze(1))
         return (out[0][:, 0], out[1], out[2][:, 0]) if return_hidden else (out[0][:, 0], out[1])
 
     def idm(self, h_prev, h_cur, dt):
@@ -539,7 +625,8 @@ class WorldModelConvFiLM(nn.Module):
         C, HW, k2 = cfg.hidden_dim, cfg.height * cfg.width, cfg.kernel_size ** 2
         macs = cfg.in_channels * C * HW                             # in_proj
         macs += cfg.n_layers * k2 * (2 * C) * (3 * C) * HW          # fused gates + candidate
-        macs += C * cfg.codebook_size * HW                          # head
+        macs += C * (cfg.latent_dim or cfg.codebook_size) * HW      # head
+        macs += cfg.latent_dim * cfg.codebook_size * HW             # latent: distances to the codes
         macs += C * HW if cfg.copy_gate else 0                      # copy gate
         if cfg.use_film:
             ins = [8, 7] if cfg.film_split else [cfg.action_dim]

@@ -30,6 +30,8 @@ Output (the training loop reads this), <out>/<stem>.npz, np.savez (uncompressed)
     actions      float32 [K-1, A]     actions[t] drives frame t -> t+1 (v5: A = 15, v4: A = 5)
     raw_actions  float32 [K-1, 5]     yaw_deg, pitch_deg (degrees per output frame), ws, ad, scs
     frame_index  int32   [K]          source video frame of each kept frame
+    latents      float16 [K, D, 18, 32]  with --latents only: the VQ-VAE's pre-quantization latents (what a
+                                      world model with latent_dim > 0 reads; 74 KB a frame at D = 64)
     settings     str (0-d array)      JSON: everything the content depends on; resume compares it
     info         str (0-d array)      JSON: stem, source files, source frame count, missing record keys
 <out>/manifest.json (rebuilt at the end of every run from all npz files whose settings match),
@@ -60,6 +62,7 @@ FRAME_SIZE = (128, 72)       # (W, H) frames are resized to before encoding
 WORKERS = 2                  # decoding processes (0: decode in the main process)
 PREFETCH_PER_WORKER = 2      # clips decoded ahead per worker while the main process encodes
 BATCH = 256                  # frames per VQ-VAE encode call
+LATENTS = False               # also store the continuous pre-quantization latents (--latents)
 MIN_FRAMES = 8               # clips with fewer output frames are reported and skipped
 VAL_FRACTION = 0.1           # share of clips in the 'val' split (gfdata.split_of, by stem hash)
 MINERL_CAMERA_CLIP_DEG = 15.0  # MineRL camera per output frame is clipped to +- this
@@ -302,11 +305,12 @@ def _decode(src, settings, min_frames):
 
 # ----------------------------------------------------------------------------- encoding
 
-def encode_frames(model, frames, batch, device):
-    """uint8 [N, H, W, 3] -> uint16 [N, gh, gw] token grids, in batches, inference mode (bf16 autocast on CUDA)."""
+def encode_frames(model, frames, batch, device, latents=False):
+    """uint8 [N, H, W, 3] -> uint16 [N, gh, gw] token grids, in batches, inference mode (bf16 autocast on CUDA);
+    with latents, also float16 [N, D, gh, gw] pre-quantization latents."""
     import torch
     dev = torch.device(device)
-    out = None
+    out = lat = None
     for s in range(0, len(frames), batch):
         x = torch.from_numpy(np.ascontiguousarray(frames[s:s + batch]))
         if dev.type == 'cuda':
@@ -314,18 +318,25 @@ def encode_frames(model, frames, batch, device):
         x = x.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
                                                      enabled=dev.type == 'cuda'):
-            idx = model.encode(x)
+            idx = model.encode(x, return_latents=latents)
+        if latents:
+            idx, z = idx
+            if lat is None:
+                lat = np.empty((len(frames),) + tuple(z.shape[1:]), np.float16)
+            lat[s:s + len(z)] = z.to('cpu', torch.float16).numpy()
         idx = idx.to('cpu').numpy()
         if out is None:
             out = np.empty((len(frames),) + idx.shape[1:], np.uint16)
         out[s:s + len(idx)] = idx
-    return out
+    return (out, lat) if latents else out
 
 
-def write_clip(path, tokens, res, settings):
+def write_clip(path, tokens, res, settings, latents=None):
     def w(f):
+        extra = {} if latents is None else dict(latents=latents)
         np.savez(f, tokens=tokens, actions=res['actions'], raw_actions=res['raw'], frame_index=res['frame_index'],
-                 settings=np.array(json.dumps(settings, sort_keys=True)), info=np.array(json.dumps(res['info'])))
+                 settings=np.array(json.dumps(settings, sort_keys=True)), info=np.array(json.dumps(res['info'])),
+                 **extra)
     atomic_write(path, w)
 
 
@@ -441,6 +452,8 @@ def parse_args(argv):
     p.add_argument('--device', default=None, help='cpu | cuda (default: cuda when available)')
     p.add_argument('--yaw-edges', default=None, help='a,b: yaw none/slow and slow/fast edges, degrees per frame')
     p.add_argument('--pitch-edge', type=float, default=None, help='pitch level edge, degrees per frame')
+    p.add_argument('--latents', action='store_true', default=LATENTS,
+                   help='also store the pre-quantization latents (for a world model with latent_dim > 0)')
     p.add_argument('--min-frames', type=int, default=MIN_FRAMES)
     p.add_argument('--val-fraction', type=float, default=VAL_FRACTION)
     p.add_argument('--check', metavar='DIR', default=None, help='validate the dataset in DIR, encode nothing')
@@ -605,6 +618,8 @@ def run(args):
             fps=_num(args.fps), source_fps=_num(args.source_fps), frame_size=list(FRAME_SIZE), token_grid=grid,
             vqvae_sha1=sha1, codebook_size=int(model.codebook_size),
             minerl_camera_clip_deg=MINERL_CAMERA_CLIP_DEG if args.layout == 'minerl' else None)))
+        if args.latents:   # only when on, so datasets made without it stay current
+            settings['latents'] = True
         key = settings_key(settings)
         log(f"{args.input}: {len(all_stems)} clips, shard {shard_i}/{shard_n} has {len(mine)}; "
             f"{args.action_encoding} actions at {args.fps:g} fps; device {device}")
@@ -658,9 +673,10 @@ def run(args):
                 log(f"ERROR {res['error']}", sys.stderr)
             else:
                 t1 = time.time()
-                tokens = encode_frames(model, res['frames'], args.batch, device)
+                tokens = encode_frames(model, res['frames'], args.batch, device, args.latents)
+                tokens, latents = tokens if args.latents else (tokens, None)
                 t_enc += time.time() - t1
-                write_clip(os.path.join(args.output, stem + '.npz'), tokens, res, settings)
+                write_clip(os.path.join(args.output, stem + '.npz'), tokens, res, settings, latents)
                 done.append(stem)
                 n_frames += len(tokens)
                 n_source += res['info']['source_frames']

@@ -94,21 +94,27 @@ def next_tokens(model, logits, cur, action, sampling=None, generator=None, warp_
     return sample_tokens(logits, generator=generator, **sampling)
 
 
-DISPLAY_MODES = ('tokens', 'soft', 'soft_changed')
+DISPLAY_MODES = ('tokens', 'soft', 'soft_changed', 'latent')
 
 
-def display_frames(vq, logits, tokens, held=None, mode='tokens'):
+def display_frames(vq, logits, tokens, held=None, mode='tokens', latent=None):
     """What a rollout step shows: (B, 3, 4H, 4W) floats in [0, 1]. The fed-back tokens are not changed.
 
     'tokens' decodes the tokens. 'soft' decodes the expected code vector under the step's distribution
     (what training's LPIPS scores): a change spread over many codes (a walk's sub-cell motion) shows as a
     blend instead of one guess or no change. 'soft_changed' does that only on the cells whose token
-    changed from the one held (held_tokens), so a cell that stays keeps its crisp code.
+    changed from the one held (held_tokens), so a cell that stays keeps its crisp code. 'latent' (a model
+    with latent_dim > 0) decodes the step's predicted continuous latent (B, D, H, W) itself: sub-cell
+    motion that no single code shows.
     """
     if mode == 'tokens':
         return vq.decode_code(tokens).float()
     if mode not in DISPLAY_MODES:
         raise ValueError(f"unknown display mode {mode!r} ({' | '.join(DISPLAY_MODES)})")
+    if mode == 'latent':
+        if latent is None:
+            raise ValueError("display 'latent' needs a model that predicts latents (latent_dim > 0)")
+        return vq.decoder(latent.to(vq.quantizer.embed.dtype)).float()
     emb = vq.expected_embedding(logits.float().softmax(1))
     if mode == 'soft_changed':
         stay, valid = held
@@ -117,48 +123,72 @@ def display_frames(vq, logits, tokens, held=None, mode='tokens'):
     return vq.decoder(emb).float()
 
 
+def latent_model(model):
+    return bool(getattr(model.config, 'latent_dim', 0))
+
+
+def snap_latent(model, latent, tokens, snap):
+    """The latent a rollout feeds back: the prediction moved a share `snap` of the way to the code vectors of
+    the tokens it decoded (0: the prediction itself; 1: the codes, as a token model reads its samples). A
+    regression fed its own output drifts off the codes it was trained on; the codes do not drift."""
+    if not snap:
+        return latent
+    return torch.lerp(latent.float(), model.code_latents(tokens), float(snap))
+
+
 @torch.no_grad()
-def warm_up(model, context_tokens, context_actions, state=None):
+def warm_up(model, context_tokens, context_actions, state=None, context_latents=None):
     """Feed T context frames (B, T, H, W) with the T-1 actions between them (B, T-1, A).
 
     The last context frame is not consumed: it is the input of the first rollout step.
     Returns the state after the first T-1 transitions (hidden maps and temporal buffer filled).
+    context_latents (B, T, D, H, W): the frames' raw latents, read by a model with latent_dim > 0.
     """
     B, T = context_tokens.shape[:2]
     if state is None:
         state = model.init_state(B, context_tokens.device)
     if T > 1:
-        _, state = model(context_tokens[:, :-1], context_actions[:, :T - 1], state)
+        lat = context_latents[:, :-1] if context_latents is not None and latent_model(model) else None
+        _, state = model(context_tokens[:, :-1], context_actions[:, :T - 1], state, latents=lat)
     return state
 
 
 @torch.no_grad()
 def rollout(model, context_tokens, context_actions, actions, steps=None, sampling=None, state=None,
-            generator=None, return_logits=False, vq=None, display='tokens'):
+            generator=None, return_logits=False, vq=None, display='tokens', context_latents=None, latent_snap=None):
     """Open-loop rollout: warm up on the context, then feed the model its own samples.
 
     context_tokens (B, T, H, W) long, context_actions (B, T-1, A) (may be empty for T = 1),
     actions (B, N, A): action n drives generated frame n -> n+1, starting from the last context
     frame. Returns generated tokens (B, N, H, W) (frame n+1 at index n) and the final state, then the
     logits (B, N, K, H, W) when return_logits, then the frames shown (B, N, 3, 4H, 4W) when a VQ-VAE is
-    given (display_frames' `display` mode).
+    given (display_frames' `display` mode). A latent model (latent_dim > 0) reads context_latents
+    (B, T, D, H, W) when given (else the context tokens' code vectors), then its own predicted latents;
+    the tokens it returns are sampled from its distance logits (greedy: the nearest codes); latent_snap (None:
+    the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent).
     """
     sampling = dict(sampling or {})
     steps = steps or actions.shape[1]
-    state = warm_up(model, context_tokens, context_actions, state)
+    state = warm_up(model, context_tokens, context_actions, state, context_latents)
     need_held = sampling.get('mode') in COMMIT_MODES or (vq is not None and display == 'soft_changed')
     cur = context_tokens[:, -1]
+    lat = context_latents[:, -1] if context_latents is not None and latent_model(model) else None
+    if latent_snap is None:
+        latent_snap = getattr(model.config, 'latent_snap', 0.0)
     out, logits_out, frames = [], [], []
     for n in range(steps):
         offset = state.warp_offset
-        logits, state = model.step(cur, actions[:, n], state)
+        logits, state = model.step(cur, actions[:, n], state, latent_t=lat)
+        lat = state.latent
         held = held_tokens(model, cur, actions[:, n], offset) if need_held else None
         cur = next_tokens(model, logits, cur, actions[:, n], sampling, generator, held=held)
         out.append(cur)
         if return_logits:
             logits_out.append(logits)
         if vq is not None:
-            frames.append(display_frames(vq, logits, cur, held, display))
+            frames.append(display_frames(vq, logits, cur, held, display, lat))
+        if lat is not None:
+            lat = snap_latent(model, lat, cur, latent_snap)
     res = [torch.stack(out, 1), state]
     if return_logits:
         res.append(torch.stack(logits_out, 1))

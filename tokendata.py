@@ -7,6 +7,7 @@ truly memory-mapped; a sample is a slice.
 
     <data>/cache/tokens.npy   uint16  [N, H, W]   every frame of every clip, clip after clip
     <data>/cache/actions.npy  float32 [N, A]      row i: the action from frame i to i+1 (0 on a clip's last frame)
+    <data>/cache/latents.npy  float16 [N, D, H, W] only when every clip has preprocess.py --latents' latents
     <data>/cache/index.json   clips (stem, start, length, split) and the manifest's hash
 """
 import hashlib
@@ -38,10 +39,13 @@ def build_cache(data_dir, progress=True):
             if json.load(f).get('manifest_sha1') == digest:
                 return cache
     os.makedirs(cache, exist_ok=True)
-    clips, total, shape, adim = [], 0, None, None
+    clips, total, shape, adim, lat_shapes = [], 0, None, None, set()
     for c in manifest['clips']:
         with np.load(os.path.join(data_dir, c['file'])) as z:
             t_shape, a_shape = z['tokens'].shape, z['actions'].shape
+            lat_shapes.add(z['latents'].shape[1:] if 'latents' in z.files else None)
+            if 'latents' in z.files and z['latents'].shape[0] != t_shape[0]:
+                raise ValueError(f"{c['file']}: {z['latents'].shape[0]} latent maps for {t_shape[0]} frames")
         if a_shape[0] != t_shape[0] - 1:
             raise ValueError(f"{c['file']}: {a_shape[0]} actions for {t_shape[0]} frames (expected frames - 1)")
         shape, adim = shape or t_shape[1:], adim or a_shape[1]
@@ -55,25 +59,38 @@ def build_cache(data_dir, progress=True):
 
     from tqdm import tqdm
 
-    def fill(tok_mm, act_mm):
+    # latents only when every clip has them, all of one shape (a mixed dataset has none)
+    lat_shape = next(iter(lat_shapes)) if len(lat_shapes) == 1 else None
+
+    def fill(tok_mm, act_mm, lat_mm):
         for c in tqdm(clips, desc='token cache', disable=not progress):
             with np.load(os.path.join(data_dir, c['file'])) as z:
                 tok_mm[c['start']:c['start'] + c['length']] = z['tokens']
                 act_mm[c['start']:c['start'] + c['length'] - 1] = z['actions']
                 act_mm[c['start'] + c['length'] - 1] = 0
+                if lat_mm is not None:
+                    lat_mm[c['start']:c['start'] + c['length']] = z['latents']
 
-    tok_tmp = os.path.join(cache, 'tokens.npy.tmp.npy')
-    act_tmp = os.path.join(cache, 'actions.npy.tmp.npy')
-    tok = np.lib.format.open_memmap(tok_tmp, mode='w+', dtype=np.uint16, shape=(total,) + tuple(shape))
-    act = np.lib.format.open_memmap(act_tmp, mode='w+', dtype=np.float32, shape=(total, adim))
-    fill(tok, act)
-    tok.flush(), act.flush()
-    del tok, act
-    os.replace(tok_tmp, os.path.join(cache, 'tokens.npy'))
-    os.replace(act_tmp, os.path.join(cache, 'actions.npy'))
+    names = ['tokens', 'actions'] + (['latents'] if lat_shape else [])
+    tmps = {n: os.path.join(cache, f'{n}.npy.tmp.npy') for n in names}
+    tok = np.lib.format.open_memmap(tmps['tokens'], mode='w+', dtype=np.uint16, shape=(total,) + tuple(shape))
+    act = np.lib.format.open_memmap(tmps['actions'], mode='w+', dtype=np.float32, shape=(total, adim))
+    lat = (np.lib.format.open_memmap(tmps['latents'], mode='w+', dtype=np.float16, shape=(total,) + tuple(lat_shape))
+           if lat_shape else None)
+    fill(tok, act, lat)
+    for m in (tok, act, lat):
+        if m is not None:
+            m.flush()
+    del tok, act, lat
+    stale = os.path.join(cache, 'latents.npy')
+    if not lat_shape and os.path.exists(stale):
+        os.remove(stale)
+    for n in names:
+        os.replace(tmps[n], os.path.join(cache, f'{n}.npy'))
     tmp = index_path + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(dict(manifest_sha1=digest, clips=clips, frames=total, grid=list(shape), action_dim=adim,
+                       latent_dim=int(lat_shape[0]) if lat_shape else 0,
                        action_encoding=manifest.get('action_encoding'),
                        action_names=manifest.get('action_names')), f)
     os.replace(tmp, index_path)  # written last: the cache is valid only once this exists
@@ -90,7 +107,8 @@ class TokenCache:
         self.clips = self.index['clips']
         self.action_dim = self.index['action_dim']
         self.grid = tuple(self.index['grid'])
-        self._tok = self._act = None
+        self.latent_dim = self.index.get('latent_dim', 0)   # 0: the dataset has no latents
+        self._tok = self._act = self._lat = None
 
     @property
     def tokens(self):
@@ -104,9 +122,17 @@ class TokenCache:
             self._act = np.load(os.path.join(self.dir, 'actions.npy'), mmap_mode='r')
         return self._act
 
+    @property
+    def latents(self):
+        if self._lat is None:
+            if not self.latent_dim:
+                raise ValueError(f"{self.dir}: this dataset has no latents (preprocess.py --latents)")
+            self._lat = np.load(os.path.join(self.dir, 'latents.npy'), mmap_mode='r')
+        return self._lat
+
     def __getstate__(self):  # workers re-open the maps instead of pickling them
         d = dict(self.__dict__)
-        d['_tok'] = d['_act'] = None
+        d['_tok'] = d['_act'] = d['_lat'] = None
         return d
 
     def window_starts(self, split, frames):
@@ -121,12 +147,19 @@ class TokenCache:
         act = torch.from_numpy(np.array(self.actions[start:start + frames - 1]))
         return tok, act
 
+    def latent_window(self, start, frames):
+        """float16 latents [frames, D, H, W] of the same rows as window(start, frames)."""
+        return torch.from_numpy(np.array(self.latents[start:start + frames]))
+
 
 class WindowDataset(torch.utils.data.Dataset):
-    """Windows of `frames` consecutive frames from one split, strictly inside one clip."""
+    """Windows of `frames` consecutive frames from one split, strictly inside one clip: (tokens, actions),
+    and the latents as a third item with latents=True."""
 
-    def __init__(self, cache, split, frames):
-        self.cache, self.frames = cache, frames
+    def __init__(self, cache, split, frames, latents=False):
+        self.cache, self.frames, self.with_latents = cache, frames, latents
+        if latents and not cache.latent_dim:
+            raise ValueError(f"{cache.dir}: this dataset has no latents (preprocess.py --latents)")
         self.starts = cache.window_starts(split, frames)
         if len(self.starts) == 0:
             raise ValueError(f"no {split} clip in {cache.dir} has {frames} frames; "
@@ -136,4 +169,6 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.starts)
 
     def __getitem__(self, i):
-        return self.cache.window(int(self.starts[i]), self.frames)
+        s = int(self.starts[i])
+        w = self.cache.window(s, self.frames)
+        return w + (self.cache.latent_window(s, self.frames),) if self.with_latents else w

@@ -40,6 +40,17 @@ WARP_CALIBRATE = False       # True: the camera warp moves content by the train 
                              # bin (fractional cells, summed in the state: warp_accumulate) instead of whole
                              # cells per frame; blockworld's slow turns move 0.4 cells a frame, not 1
 WARP_VFOV_DEG = 70.0         # the recordings' vertical field of view (Minecraft's default), for WARP_CALIBRATE
+LATENTS = False              # the model reads and predicts the VQ-VAE's continuous pre-quantization latents
+                             # (latent_dim = the VQ-VAE's code size; needs data from preprocess.py --latents):
+                             # a token cannot say where inside its cell a texture sits, the latent can
+LATENT_WEIGHT = 1.0          # MSE of the predicted latent (per-channel standardised) against the true one
+LATENT_NOISE = 0.0           # std (per-channel standard units) of Gaussian noise on the teacher-forced input
+                             # latents: a rollout reads its own imperfect latents, never the true ones
+LATENT_AR_GRAD = False       # the AR tail's fed-back latents keep their gradient (backprop through the model's
+                             # own predictions): a regression rolled out contracts to the mean unless the loss
+                             # of later steps can reach the steps that caused it
+LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it is saved in its config) feeds back
+                             # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -107,7 +118,8 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
-from rollout import amp_dtype, autocast, decode_tokens, next_tokens, rollout, unique_codes_per_frame  # noqa: E402
+from rollout import (amp_dtype, autocast, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
+                     unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
 
 PEAKS = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12, 'L40S': 362e12, 'RTX 4090': 165e12,
@@ -171,7 +183,8 @@ def make_knobs(c, step, diagnostics=True):
                 semantic_weight=c['SEMANTIC_WEIGHT'], semantic_frames=c['SEMANTIC_FRAMES'],
                 lpips_weight=c['LPIPS_WEIGHT'], lpips_frames=c['LPIPS_FRAMES'],
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
-                idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'],
+                idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
+                latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
                 diagnostics=diagnostics)
@@ -215,7 +228,7 @@ class WindowLoss(torch.nn.Module):
         self.model = model
         self.frozen = (vq, lpips_net)  # a tuple hides them from .parameters() / DDP
 
-    def forward(self, tokens, actions, ar_len, knobs):
+    def forward(self, tokens, actions, ar_len, knobs, latents=None):
         vq, lp = self.frozen
         model = self.model
         cfg = model.config
@@ -223,7 +236,13 @@ class WindowLoss(torch.nn.Module):
         tf_len = T - ar_len
         target = tokens[:, 1:T + 1]
         inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
-        logits, state, top = model(inp, actions[:, :tf_len], return_hidden=True)
+        lat_kw = {}
+        if cfg.latent_dim:
+            lat_in = latents[:, :tf_len]
+            if knobs['latent_noise'] > 0:
+                lat_in = lat_in + knobs['latent_noise'] * model.latent_std[:, None, None] * torch.randn_like(lat_in)
+            lat_kw = dict(latents=lat_in, return_latent=True)
+        logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], return_hidden=True, **lat_kw)
         all_logits, tops = [logits], [top]
         prev, cur = logits[:, -1], inp[:, -1]
         for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
@@ -231,13 +250,25 @@ class WindowLoss(torch.nn.Module):
                 fb = next_tokens(model, prev.detach(), cur, actions[:, t - 1], dict(mode='commit'))
             else:
                 fb = feedback_tokens(prev, knobs['feedback'], knobs['topk'])
-            prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True)
+            # a latent model reads its own last latent (detached like the tokens, unless LATENT_AR_GRAD)
+            lat_t = None
+            if cfg.latent_dim:
+                lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
+                lat_t = snap_latent(model, lat_t, fb, cfg.latent_snap)
+            prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True, latent_t=lat_t)
             cur = fb
             all_logits.append(prev[:, None])
             tops.append(top_t[:, None])
+            if cfg.latent_dim:
+                pred_lat.append(state.latent[:, None])
         logits = torch.cat(all_logits, 1).float()  # (B, T, K, H, W)
         top = torch.cat(tops, 1)
         out = {}
+        if cfg.latent_dim:   # regression of the next latent, in per-channel standard units
+            pred_lat = torch.cat(pred_lat, 1)                                            # (B, T, D, H, W)
+            err = (model.normalise_latent(pred_lat) - model.normalise_latent(latents[:, 1:T + 1])).pow(2)
+            out['latent_mse'] = err.mean()
+            loss_latent = knobs['latent_weight'] * out['latent_mse']
 
         # cross-entropy, TF and AR parts separately; one log-softmax serves CE, entropy and diagnostics
         logp = logits.log_softmax(2)
@@ -252,6 +283,8 @@ class WindowLoss(torch.nn.Module):
         out['ce_tf'] = ce[:, :tf_len].mean()
         out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
         loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)
+        if cfg.latent_dim:
+            loss = loss + loss_latent
 
         # Gumbel-softmax losses on frames drawn at random EVERY step (v4.6.4's fixed period made the
         # model sharp on every 5th frame only), half TF half AR when there is an AR tail. One noise
@@ -277,9 +310,14 @@ class WindowLoss(torch.nn.Module):
             loss = loss + knobs['semantic_weight'] * out['semantic']
         if n_lp:
             sel = pos[:n_lp]
-            pred_rgb = vq.decode_soft(soft[:, :n_lp].flatten(0, 1))
-            with torch.no_grad():  # targets decoded once, without grad
-                tgt_rgb = vq.decode_code(target[:, sel].flatten(0, 1))
+            if cfg.latent_dim:   # what the model shows: its latent decoded, against the true latent decoded
+                pred_rgb = vq.decoder(pred_lat[:, sel].flatten(0, 1))
+                with torch.no_grad():
+                    tgt_rgb = vq.decoder(latents[:, 1:T + 1][:, sel].flatten(0, 1).float())
+            else:
+                pred_rgb = vq.decode_soft(soft[:, :n_lp].flatten(0, 1))
+                with torch.no_grad():  # targets decoded once, without grad
+                    tgt_rgb = vq.decode_code(target[:, sel].flatten(0, 1))
             d = lp(pred_rgb * 2 - 1, tgt_rgb * 2 - 1).view(B, len(sel))
             moving = (actions[:, sel, A.KEYS_SLICE].abs().sum(-1) > 0).float()
             w = 1 + (knobs['move_boost'] - 1) * moving
@@ -398,6 +436,13 @@ def train_camera_degrees(data_dir, manifest):
     return deg[:, 0], deg[:, 1]
 
 
+def latent_statistics(cache, starts, max_frames=2048):
+    """Per-channel mean and std (D,) of the latents of up to max_frames train frames, spread evenly."""
+    rows = np.unique(starts[np.linspace(0, len(starts) - 1, min(max_frames, len(starts))).astype(int)])
+    z = torch.from_numpy(np.array(cache.latents[rows])).float()                  # (N, D, H, W)
+    return z.mean((0, 2, 3)), z.std((0, 2, 3))
+
+
 def window_probabilities(cache, starts, frames, power, isolated_share=0.0):
     """Sampling probabilities of windows (start rows, `frames` frames each), or None for uniform.
     BALANCE_ACTIONS=power: proportional to (mean balance weight of the window's transitions) ** power.
@@ -458,13 +503,16 @@ def validate(model, vq, cache, edges, device, windows, seq_len, amp):
     pick = starts[np.linspace(0, len(starts) - 1, min(windows, len(starts))).astype(int)]
     tok, act = zip(*(cache.window(int(s), frames) for s in pick))
     tok, act = torch.stack(tok).to(device), torch.stack(act).to(device)
+    lat = (torch.stack([cache.latent_window(int(s), frames) for s in pick]).to(device).float()
+           if model.config.latent_dim else None)
     m = {}
     with amp:
-        logits, _ = model(tok[:, :seq_len], act[:, :seq_len])
+        logits, _ = model(tok[:, :seq_len], act[:, :seq_len], latents=None if lat is None else lat[:, :seq_len])
     m['val/ce_tf'] = F.cross_entropy(logits.flatten(0, 1).float(), tok[:, 1:seq_len + 1].flatten(0, 1)).item()
     m['val/token_acc_tf'] = (logits.argmax(2) == tok[:, 1:seq_len + 1]).float().mean().item()
     with amp:
-        gen, _ = rollout(model, tok[:, :ctx_len], act[:, :ctx_len - 1], act[:, ctx_len - 1:], steps=horizon)
+        gen, _ = rollout(model, tok[:, :ctx_len], act[:, :ctx_len - 1], act[:, ctx_len - 1:], steps=horizon,
+                         context_latents=None if lat is None else lat[:, :ctx_len])
     truth = tok[:, ctx_len:ctx_len + horizon]
     for h in (1, 5, 10):
         m[f'val/ar_token_acc_{h}'] = (gen[:, h - 1] == truth[:, h - 1]).float().mean().item()
@@ -476,7 +524,8 @@ def validate(model, vq, cache, edges, device, windows, seq_len, amp):
     for name in names:
         a = torch.from_numpy(A.preset_actions(name, horizon, edges=edges)).to(device)
         with amp:
-            outs[name], _ = rollout(model, tok[:n, :ctx_len], act[:n, :ctx_len - 1], a.expand(n, -1, -1))
+            outs[name], _ = rollout(model, tok[:n, :ctx_len], act[:n, :ctx_len - 1], a.expand(n, -1, -1),
+                                    context_latents=None if lat is None else lat[:n, :ctx_len])
     for h in (1, 5, 10):
         idle = decode_tokens(vq, outs['idle'][:, h - 1])
         diffs = [(decode_tokens(vq, outs[k][:, h - 1]) - idle).abs().mean().item() for k in names[:-1]]
@@ -523,7 +572,7 @@ def main(argv):
         dist.barrier()  # rank 0 builds the cache once
         cache = cache or TokenCache(DATA_DIR)
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
-    train_set = WindowDataset(cache, 'train', frames)
+    train_set = WindowDataset(cache, 'train', frames, latents=LATENTS)
     window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS, ISOLATED_MOVES)
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
@@ -541,6 +590,12 @@ def main(argv):
     overrides.setdefault('action_dim', cache.action_dim)
     if IDM_WEIGHT == 0:
         overrides['use_idm'] = False  # no dead parameters for DDP to wait on
+    if LATENTS:
+        if cache.latent_dim != vq.embedding_dim:
+            raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
+                             f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
+        overrides['latent_dim'] = vq.embedding_dim
+        overrides['latent_snap'] = LATENT_SNAP
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
     if WARP_CALIBRATE:
@@ -554,6 +609,9 @@ def main(argv):
     if AR_FEEDBACK == 'commit' and mcfg.warp_accumulate:  # the AR tail does not track the warp offset per step
         raise ValueError("AR_FEEDBACK='commit' with an accumulated camera warp (WARP_CALIBRATE) is not supported")
     model = WorldModelConvFiLM(mcfg).to(device)
+    if LATENTS:   # the code vectors and the training latents' per-channel statistics (resume reloads them)
+        mean, std = latent_statistics(cache, train_set.starts)
+        model.set_latent_space(vq.quantizer.embed.float(), mean.to(device), std.to(device))
 
     # optimiser: FiLM gets its own learning-rate multiplier
     film = [p for n, p in model.named_parameters() if n.startswith('film')]
@@ -641,13 +699,14 @@ def main(argv):
     while step < MAX_STEPS:
         t0 = time.time()
         try:
-            tokens, actions = next(data_iter)
+            tokens, actions, *latents = next(data_iter)
         except StopIteration:
             break
         tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
         ar_len = curriculum.ar_len
         T = SEQ_LEN + ar_len
         tokens, actions = tokens[:, :T + 1], actions[:, :T]
+        latents = latents[0][:, :T + 1].to(device, non_blocking=True).float() if latents else None
         timed = step % LOG_STEPS == 0
         if timed:
             sync()
@@ -656,7 +715,7 @@ def main(argv):
             grp['lr'] = lr_at(step, LR, WARMUP_STEPS, MAX_STEPS, MIN_LR) * grp['lr_mult']
         knobs = make_knobs(cfg, step, diagnostics=(step + 1) % LOG_STEPS == 0 or step + 1 == MAX_STEPS)
         with amp:
-            loss, out, logits = run_model(tokens, actions, ar_len, knobs)
+            loss, out, logits = run_model(tokens, actions, ar_len, knobs, latents)
         if timed:
             sync()
         t2 = time.time()

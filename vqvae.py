@@ -280,14 +280,15 @@ class VQVAE(nn.Module):
         return (self.encode(moved) != tokens)[:, 1:-1, 1:-1].float().mean((1, 2))
 
     @torch.no_grad()
-    def encode(self, images):
-        """(B, 3, 72, 128) float in [0, 1] -> (B, 18, 32) long token grid. Never updates the codebook."""
+    def encode(self, images, return_latents=False):
+        """(B, 3, 72, 128) float in [0, 1] -> (B, 18, 32) long token grid. Never updates the codebook.
+        return_latents: also the continuous pre-quantization latents (B, D, 18, 32) fp32."""
         z = self.encoder(images)
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
             B, D, H, W = z.shape
-            idx = self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, D))
-        return idx.view(B, H, W)
+            idx = self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, D)).view(B, H, W)
+        return (idx, z) if return_latents else idx
 
     def embed_codes(self, tokens):
         """(B, H, W) or (H, W) long -> (B, D, H, W) codebook vectors (fp32)."""

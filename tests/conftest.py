@@ -59,7 +59,18 @@ def data(tmp_path_factory):
     # make sure both splits have a clip, whatever the hash says
     man = json.loads((out / 'manifest.json').read_text())
     assert len(man['clips']) == 4
-    return dict(data=str(out), vq=ckpt)
+    return dict(data=str(out), vq=ckpt, raw=str(raw))
+
+
+@pytest.fixture(scope='session')
+def latent_data(data, tmp_path_factory):
+    """The same clips and VQ-VAE as `data`, preprocessed with --latents."""
+    import preprocess
+    out = tmp_path_factory.mktemp('latent_data') / 'tokens'
+    rc = preprocess.main(['--input', data['raw'], '--output', str(out), '--vqvae', data['vq'], '--workers', '1',
+                          '--latents'])
+    assert not rc
+    return dict(data, data=str(out), plain=data['data'])
 
 
 

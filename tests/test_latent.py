@@ -1,0 +1,259 @@
+"""The continuous-latent world model (LATENTS / latent_dim > 0) end to end: preprocess.py --latents, the
+token cache, the model's latent input and prediction, rollouts that feed the predicted latent back, the
+training losses, and evaluate.py reading the latents. Tiny configs, CPU."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import gfdata
+from model_convGru import WorldModelConfig, WorldModelConvFiLM, load_world_model, save_world_model, shift_maps
+from rollout import display_frames, rollout
+from tests.conftest import TINY
+from tests.test_train import metrics, run_train
+from tokendata import TokenCache, WindowDataset
+from vqvae import VQConfig, VQVAE, load_vqvae
+
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
+
+K, D, H, W = 16, 6, 6, 8
+
+
+def tiny_latent(seed=0, **kw):
+    """A latent model with a random codebook and latent statistics (as train.py would set them)."""
+    d = dict(codebook_size=K, embed_dim=8, hidden_dim=12, n_layers=2, height=H, width=W, dilations=(1, 2),
+             film_dim=16, attn_dim=8, attn_heads=2, temporal_context=2, idm_dim=8, idm_pool=(2, 2),
+             idm_hidden=16, idm_dropout=0.0, latent_dim=D)
+    d.update(kw)
+    torch.manual_seed(seed)
+    m = WorldModelConvFiLM(WorldModelConfig(**d)).eval()
+    m.set_latent_space(torch.randn(K, D), torch.randn(D) * 0.1, torch.rand(D) + 0.5)
+    return m
+
+
+def actions(B, T, yaw=2, pitch=1, keys=()):
+    a = torch.zeros(B, T, 15)
+    a[..., yaw] = 1
+    a[..., 5 + pitch] = 1
+    for k in keys:
+        a[..., 8 + k] = 1
+    return a
+
+
+def nearest(m, z):
+    """(..., D, H, W) raw latents -> nearest code ids, by brute force."""
+    flat = z.movedim(-3, -1).reshape(-1, D)
+    u, e = (flat - m.latent_mean) / m.latent_std, (m.codebook - m.latent_mean) / m.latent_std
+    return torch.cdist(u, e).argmin(1).view(*z.shape[:-3], *z.shape[-2:])
+
+
+# ---------------------------------------------------------------- preprocess and the cache
+
+def test_preprocess_latents_are_the_encoders_output_and_quantize_to_the_tokens(latent_data):
+    vq = load_vqvae(latent_data['vq'])
+    man = json.load(open(os.path.join(latent_data['data'], 'manifest.json')))
+    assert man['settings']['latents'] is True
+    for c in man['clips']:
+        with np.load(os.path.join(latent_data['data'], c['file'])) as z, \
+                np.load(os.path.join(latent_data['plain'], c['file'])) as plain:
+            lat, tok = z['latents'], z['tokens']
+            assert lat.dtype == np.float16 and lat.shape == (len(tok), 8, 18, 32)
+            np.testing.assert_array_equal(tok, plain['tokens'])            # the tokens do not change
+        frames = gfdata.read_frames(os.path.join(latent_data['raw'], 'video', c['stem'] + '.mp4'))
+        with torch.no_grad():
+            want = vq.encoder(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+        np.testing.assert_allclose(lat.astype(np.float32), want.numpy(), atol=2e-2, rtol=1e-2)
+        with torch.no_grad():
+            codes = vq.quantizer.nearest(torch.from_numpy(lat).float().permute(0, 2, 3, 1).reshape(-1, 8))
+        assert (codes.view(tok.shape).numpy() == tok).mean() > 0.99     # fp16 storage may flip a near tie
+
+
+def test_cache_holds_the_latents_only_when_the_data_has_them(latent_data):
+    cache = TokenCache(latent_data['data'])
+    assert cache.latent_dim == 8
+    c = cache.clips[1]
+    with np.load(os.path.join(latent_data['data'], c['file'])) as z:
+        np.testing.assert_array_equal(cache.latent_window(c['start'] + 3, 5).numpy(), z['latents'][3:8])
+    tok, act, lat = WindowDataset(cache, c['split'], 5, latents=True)[0]
+    assert tok.shape == (5, 18, 32) and act.shape == (4, 15) and lat.shape == (5, 8, 18, 32)
+    plain = TokenCache(latent_data['plain'])
+    assert plain.latent_dim == 0
+    with pytest.raises(ValueError, match='no latents'):
+        WindowDataset(plain, 'train', 5, latents=True)
+
+
+# ---------------------------------------------------------------- the model
+
+def test_untrained_latent_model_copies_the_warped_latent_and_its_logits_pick_the_nearest_code():
+    m = tiny_latent()   # zero-init head: the correction is 0
+    B, T = 2, 3
+    lat = torch.randn(B, T, D, H, W)
+    tok = torch.randint(0, K, (B, T, H, W))
+    for yaw, pitch in ((2, 1), (4, 0), (1, 2)):
+        a = actions(B, T, yaw, pitch)
+        with torch.no_grad():
+            logits, st, pred = m(tok, a, latents=lat, return_latent=True)
+        dx, dy, _ = m.camera_shifts(a)
+        moved = shift_maps(m.normalise_latent(lat).flatten(0, 1), dx.flatten(), dy.flatten())
+        want = m.raw_latent(moved).view_as(lat)
+        torch.testing.assert_close(pred, want, atol=1e-5, rtol=1e-5)
+        assert torch.equal(st.latent, pred[:, -1])
+        assert torch.equal(logits.argmax(2), nearest(m, pred))
+        if yaw != 2:
+            assert not torch.allclose(pred, lat)                        # the camera moved it
+
+
+def test_tokens_alone_enter_as_their_code_vectors_and_steps_equal_the_window():
+    m = tiny_latent(zero_init_head=False)
+    B, T = 2, 4
+    tok = torch.randint(0, K, (B, T, H, W))
+    a = actions(B, T, keys=(0,))
+    with torch.no_grad():
+        by_tokens, _ = m(tok, a)
+        by_codes, _ = m(tok, a, latents=m.codebook[tok].movedim(-1, 2))
+        torch.testing.assert_close(by_tokens, by_codes)
+        lat = torch.randn(B, T, D, H, W)
+        window, _, pred = m(tok, a, latents=lat, return_latent=True)
+        st = m.init_state(B)
+        for t in range(T):
+            step, st = m.step(tok[:, t], a[:, t], st, latent_t=lat[:, t])
+            torch.testing.assert_close(step, window[:, t], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(st.latent, pred[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_latent_config_errors():
+    with pytest.raises(ValueError, match='copy_gate'):
+        WorldModelConfig(latent_dim=8, copy_gate=True)
+    token_model = WorldModelConvFiLM(WorldModelConfig(codebook_size=K, embed_dim=8, hidden_dim=8, n_layers=2,
+                                                      height=H, width=W, attn_dim=8, attn_heads=2, idm_dim=8,
+                                                      idm_pool=(2, 2), idm_hidden=8, film_dim=8))
+    with pytest.raises(ValueError, match='token model'):
+        token_model(torch.zeros(1, 1, H, W, dtype=torch.long), actions(1, 1), latents=torch.zeros(1, 1, D, H, W))
+
+
+def test_latent_space_is_saved_with_the_weights(tmp_path):
+    m = tiny_latent(zero_init_head=False)
+    save_world_model(tmp_path / 'm.pt', m)
+    m2, _ = load_world_model(tmp_path / 'm.pt')
+    for name in ('codebook', 'latent_mean', 'latent_std'):
+        assert torch.equal(getattr(m2, name), getattr(m, name))
+    tok, a, lat = torch.randint(0, K, (1, 2, H, W)), actions(1, 2), torch.randn(1, 2, D, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(m2.eval()(tok, a, latents=lat)[0], m(tok, a, latents=lat)[0])
+
+
+# ---------------------------------------------------------------- rollouts
+
+def test_rollout_feeds_back_the_predicted_latent_and_can_show_it():
+    m = tiny_latent(zero_init_head=False)
+    torch.manual_seed(1)
+    vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
+    B, Tc, N = 2, 3, 4
+    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
+    ctx_act, acts = actions(B, Tc - 1, yaw=3), actions(B, N, keys=(0,))
+    gen, st, frames = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, vq=vq, display='latent')
+    with torch.no_grad():   # by hand: the context's latents, then each step's own predicted latent
+        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
+        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
+        for n in range(N):
+            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
+            lat, cur = s.latent, logits.argmax(1)
+            assert torch.equal(gen[:, n], cur)
+            torch.testing.assert_close(frames[:, n], vq.decoder(lat))
+    torch.testing.assert_close(st.latent, lat)
+    plain, _ = rollout(m, ctx_tok, ctx_act, acts)          # no latents: the codes of the context tokens
+    assert not torch.equal(plain, gen)
+    with pytest.raises(ValueError, match='latent'):
+        display_frames(vq, logits, cur, mode='latent')
+
+
+def test_snapped_rollout_feeds_back_the_latent_moved_towards_its_tokens_codes():
+    B, Tc, N = 2, 2, 3
+    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
+    ctx_act, acts = actions(B, Tc - 1), actions(B, N, yaw=0, keys=(3,))
+    m = tiny_latent(zero_init_head=False, latent_snap=0.25)        # the model's own setting is the default
+    gen, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
+    with torch.no_grad():
+        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
+        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
+        for n in range(N):
+            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
+            cur = logits.argmax(1)
+            assert torch.equal(gen[:, n], cur)
+            lat = 0.75 * s.latent + 0.25 * m.codebook[cur].movedim(-1, 1)
+    codes, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_snap=1.0)
+    with torch.no_grad():   # snap 1: after the first step the model reads exactly the codes of what it showed
+        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
+        logits, s = m.step(ctx_tok[:, -1], acts[:, 0], s, latent_t=ctx_lat[:, -1])
+        cur = logits.argmax(1)
+        for n in range(1, N):
+            logits, s = m.step(cur, acts[:, n], s)          # no latent given: the tokens' codes
+            cur = logits.argmax(1)
+            assert torch.equal(codes[:, n], cur)
+
+
+# ---------------------------------------------------------------- training
+
+def tiny_window_loss():
+    import train
+    torch.manual_seed(0)
+    vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
+    m = tiny_latent(zero_init_head=True)
+    m.set_latent_space(vq.quantizer.embed, torch.zeros(D), torch.ones(D))
+    knobs = train.make_knobs({k: getattr(train, k) for k in dir(train) if k.isupper()}, 10_000)
+    knobs.update(lpips_weight=0, semantic_weight=0, idm_weight=0, entropy_weight=0, corrupt=0, diagnostics=False)
+    return train.WindowLoss(m, vq, None), m, knobs
+
+
+def test_latent_noise_adds_its_variance_to_the_untrained_models_error():
+    wl, m, knobs = tiny_window_loss()
+    B, T = 4, 5
+    lat = torch.randn(B, T + 1, D, H, W)
+    tok, a = torch.randint(0, K, (B, T + 1, H, W)), actions(B, T)
+    torch.manual_seed(3)
+    clean = wl(tok, a, 0, dict(knobs, latent_noise=0.0), lat)[1]['latent_mse'].item()
+    noisy = wl(tok, a, 0, dict(knobs, latent_noise=0.5), lat)[1]['latent_mse'].item()
+    # the untrained model copies its input: the error grows by the noise's variance, 0.25 standard units
+    assert noisy - clean == pytest.approx(0.25, abs=0.02)
+
+
+def test_latent_ar_grad_lets_the_tails_loss_reach_the_teacher_forced_steps_through_the_fed_back_latent():
+    B, T, ar = 2, 5, 3
+    lat = torch.randn(B, T + 1, D, H, W)
+    tok, a = torch.randint(0, K, (B, T + 1, H, W)), actions(B, T, yaw=3, keys=(0,))
+    grads = {}
+    for flag in (False, True):
+        wl, m, knobs = tiny_window_loss()
+        torch.nn.init.normal_(m.head.weight, std=0.1)   # a correction that depends on the input
+        loss, out, _ = wl(tok, a, ar, dict(knobs, latent_ar_grad=flag, latent_weight=1.0), lat)
+        out['latent_mse'].backward()
+        grads[flag] = m.head.weight.grad.clone()
+    assert not torch.allclose(grads[False], grads[True])
+
+
+def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_factory):
+    import evaluate as E
+    from test_idm import shared_idm
+    out = tmp_path / 'run'
+    run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
+              '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
+              "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
+              "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
+    mse = [r['train/latent_mse'] for r in metrics(out) if 'train/latent_mse' in r]
+    assert len(mse) == 40 and np.mean(mse[-5:]) < 0.8 * np.mean(mse[:5]), mse
+    assert any(r.get('train/ar_len', 0) > 0 for r in metrics(out))
+    model, ck = load_world_model(out / 'ckpt_0000040.pt', weights_only=False)
+    vq = load_vqvae(latent_data['vq'])
+    assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True
+    assert torch.equal(model.codebook, vq.quantizer.embed.float())
+    lat = torch.from_numpy(np.array(TokenCache(latent_data['data']).latents)).float()
+    assert model.latent_mean.numpy() == pytest.approx(lat.mean((0, 2, 3)).numpy(), abs=0.1)
+    idm = shared_idm(tmp_path_factory)
+    res = E.main(['--ckpt', str(out), '--data', latent_data['data'], '--idm', idm['path'],
+                  '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu', '--display', 'latent'])
+    assert res['settings']['display'] == 'latent'
+    cf = res['scripted']['counterfactual']['per_action']['forward']
+    assert len(cf['model']['psnr']) == len(res['settings']['cf_horizons'])
+    assert 0 <= res['teacher_forced']['model']['token_acc'] <= 1
