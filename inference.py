@@ -270,7 +270,7 @@ def parse_actions(spec, edges, steps=None, context=None):
 
 @torch.inference_mode()
 def generate(model, context_tokens, context_actions, actions, sampling=SAMPLING, temperature=TEMPERATURE,
-             top_k=TOP_K, top_p=TOP_P, num_rollouts=NUM_ROLLOUTS, seed=SEED):
+             top_k=TOP_K, top_p=TOP_P, num_rollouts=NUM_ROLLOUTS, seed=SEED, latent_snap=None):
     """R rollouts in one batch from one context. context_tokens (K, H, W), context_actions (K-1, A),
     actions (N, A) (or with a leading batch dim of 1 or R). Returns tokens (R, N, H, W) long on the CPU.
     With sampling='sample' draws come from one torch.Generator seeded with `seed` (None: unseeded)."""
@@ -291,7 +291,7 @@ def generate(model, context_tokens, context_actions, actions, sampling=SAMPLING,
     gen = torch.Generator(dev).manual_seed(int(seed)) if seed is not None else None
     amp = torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else nullcontext()
     with amp:
-        tokens, _ = rollout(model, ctx, cacts, acts, generator=gen,
+        tokens, _ = rollout(model, ctx, cacts, acts, generator=gen, latent_snap=latent_snap,
                             sampling=dict(mode=sampling, temperature=temperature, top_k=top_k, top_p=top_p))
     return tokens.cpu()
 
@@ -426,6 +426,9 @@ def add_sampling_args(p, sampling, temperature, top_k, top_p, seed, help):
     p.add_argument('--top-k', type=int, default=top_k)
     p.add_argument('--top-p', type=float, default=top_p)
     p.add_argument('--seed', type=int, default=seed)
+    p.add_argument('--latent-snap', type=float, default=None,
+                   help="latent models: move the fed-back latent this share of the way to its tokens' codes "
+                        "(0-1; default: the model's own, as trained)")
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
 
 
@@ -433,6 +436,9 @@ def start(args):
     """Shared start of main(): None to go on, or the exit code after printing the error."""
     if not args.context:
         print(f"ERROR {_no_context_message()}", file=sys.stderr)
+        return 2
+    if args.latent_snap is not None and not 0 <= args.latent_snap <= 1:
+        print(f"ERROR --latent-snap {args.latent_snap}: expected a share in [0, 1]", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -482,7 +488,7 @@ def main(argv=None):
     import time
     t0 = time.perf_counter()
     tokens = generate(model, context.tokens, context.actions, actions, args.sampling, args.temperature, args.top_k,
-                      args.top_p, args.num_rollouts, args.seed)
+                      args.top_p, args.num_rollouts, args.seed, args.latent_snap)
     dt = time.perf_counter() - t0
     print(f"rolled out {args.num_rollouts} x {N} frames in {dt:.2f} s ({args.num_rollouts * N / max(dt, 1e-9):.1f} frames/s)")
     paths = write_outputs(args.out, vq, context, tokens, actions, args.side_by_side or args.actions == 'recorded',

@@ -60,10 +60,11 @@ class Engine:
     """World model + VQ-VAE at batch 1: state, current tokens, and one step = action -> next frame."""
 
     def __init__(self, model, vq, edges, context, sampling='greedy', temperature=TEMPERATURE, top_k=TOP_K,
-                 top_p=TOP_P, seed=SEED, compile=False):
+                 top_p=TOP_P, seed=SEED, compile=False, latent_snap=None):
         self.model, self.vq, self.edges, self.context = model.eval(), vq.eval(), edges, context
         self.device = next(model.parameters()).device
         self.sampling, self.temperature, self.top_k, self.top_p, self.seed = sampling, temperature, top_k, top_p, seed
+        self.latent_snap = getattr(model.config, 'latent_snap', 0.0) if latent_snap is None else latent_snap
         self.cuda = self.device.type == 'cuda'
         self.names = A.ENCODINGS[edges['encoding']]
         self.step_fn, self.compiled = model.step, False
@@ -138,7 +139,7 @@ class Engine:
         self.tokens = next_tokens(self.model, logits, self.tokens, action, dict(
             mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator, offset)
         if self.state.latent is not None:   # a latent model's next input, fed back as rollout.rollout does
-            self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.model.config.latent_snap)
+            self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.latent_snap)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)
@@ -479,7 +480,7 @@ def main(argv=None):
         print(f"ERROR {e}", file=sys.stderr)
         return 2
     engine = Engine(model, vq, edges, context, args.sampling, args.temperature, args.top_k, args.top_p, args.seed,
-                    args.compile)
+                    args.compile, args.latent_snap)
     print(f"{ck['path']} on {engine.device}: {edges['encoding']} actions, yaw edges {edges['yaw']}, pitch edge "
           f"{edges['pitch']}; context {context.kind} {args.context} ({len(context.tokens)} frames from {args.start})"
           + ('; compiled' if engine.compiled else ''))

@@ -194,6 +194,31 @@ def test_snapped_rollout_feeds_back_the_latent_moved_towards_its_tokens_codes():
             assert torch.equal(codes[:, n], cur)
 
 
+def test_live_play_feeds_back_latents_as_offline_rollouts_do():
+    import actions as A
+    import inference as I
+    import live_inference as L
+    m = tiny_latent(zero_init_head=False)
+    torch.manual_seed(1)
+    vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
+    edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
+    ctx = I.Context(torch.randint(0, K, (3, H, W)), actions(1, 2, keys=(0,))[0], 'npz', '<test>')
+    recs = [dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0,
+                                                                          pitch_deg=-2.0)] * 3
+    acts = torch.from_numpy(A.encode_records(recs, edges))
+    played = {}
+    for snap in (0.0, 0.5):
+        eng = L.Engine(m, vq, edges, ctx, 'greedy', latent_snap=snap)
+        played[snap] = []
+        for r in recs:
+            eng.step(r)
+            played[snap].append(eng.tokens[0].clone())
+        played[snap] = torch.stack(played[snap])
+        off = I.generate(m, ctx.tokens, ctx.actions, acts, 'greedy', latent_snap=snap)
+        assert torch.equal(off[0], played[snap])
+    assert not torch.equal(played[0.0], played[0.5])
+
+
 # ---------------------------------------------------------------- training
 
 def tiny_window_loss():
@@ -233,6 +258,48 @@ def test_latent_ar_grad_lets_the_tails_loss_reach_the_teacher_forced_steps_throu
     assert not torch.allclose(grads[False], grads[True])
 
 
+def half_cell_walk(B, T, seed):
+    """Smooth latent maps whose content moves half a cell left per step while D is held (still otherwise):
+    a motion no token grid shows, and copying the frame misses."""
+    g = torch.Generator().manual_seed(seed)
+    wide = W + T + 4                                  # room for the pattern to move T / 2 cells
+    base = torch.nn.functional.interpolate(torch.randn(B, D, 3, wide // 2, generator=g), size=(H, wide),
+                                           mode='bicubic', align_corners=False)
+    keys = torch.rand(B, T, generator=g) < 0.5
+    a = actions(B, T)
+    a[..., 8 + 3] = keys.float()                     # D
+    pos = torch.cat([torch.zeros(B, 1), (0.5 * keys.float()).cumsum(1)], 1)         # cells moved so far
+    xs = torch.arange(W).float()
+    lat = []
+    for t in range(T + 1):   # sample the wide pattern at x + pos by linear interpolation
+        x = xs[None] + pos[:, t:t + 1] + 2
+        i0 = x.floor().long()
+        f = (x - i0)[:, None, None, :]
+        pick = lambda i: base.gather(3, i[:, None, None, :].expand(B, D, H, W))
+        lat.append(pick(i0) * (1 - f) + pick(i0 + 1) * f)
+    return torch.stack(lat, 1), a
+
+
+def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
+    wl, m, knobs = tiny_window_loss()
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    tok = torch.zeros(8, 5, H, W, dtype=torch.long)
+    for i in range(150):
+        lat, a = half_cell_walk(8, 4, seed=i)
+        loss, out, _ = wl(tok, a, 0, dict(knobs, latent_weight=10.0), lat)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lat, a = half_cell_walk(8, 4, seed=10_000)
+    with torch.no_grad():
+        m.eval()
+        _, _, pred = m(tok[:, :4], a, latents=lat[:, :4], return_latent=True)
+    err = lambda p: (m.normalise_latent(p) - m.normalise_latent(lat[:, 1:]))[..., 1:-1].pow(2).mean().item()
+    copy = err(lat[:, :4])
+    assert err(pred) < 0.3 * copy, (err(pred), copy)
+
+
 def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_factory):
     import evaluate as E
     from test_idm import shared_idm
@@ -242,7 +309,7 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
     mse = [r['train/latent_mse'] for r in metrics(out) if 'train/latent_mse' in r]
-    assert len(mse) == 40 and np.mean(mse[-5:]) < 0.8 * np.mean(mse[:5]), mse
+    assert len(mse) == 40 and np.isfinite(mse).all()     # learning itself: the sub-cell motion test above
     assert any(r.get('train/ar_len', 0) > 0 for r in metrics(out))
     model, ck = load_world_model(out / 'ckpt_0000040.pt', weights_only=False)
     vq = load_vqvae(latent_data['vq'])
