@@ -433,11 +433,12 @@ class WorldModelConvFiLM(nn.Module):
     def latent_logits(self, u):
         """Normalised latents (N, D, H, W) -> logits (N, K, H, W): -1/2 the squared distance to each code,
         over the learned temperature."""
-        e = self.normalise_latent(self.codebook[:, :, None, None])[..., 0, 0]       # (K, D)
-        u = u.float()
-        d2 = (u.pow(2).sum(1, keepdim=True) - 2 * torch.einsum('ndhw,kd->nkhw', u, e)
-              + e.pow(2).sum(1)[None, :, None, None])
-        return -0.5 * d2 / self.latent_log_tau.float().exp()
+        with torch.autocast(u.device.type, enabled=False):   # bf16 distances would flip near ties
+            e = self.normalise_latent(self.codebook[:, :, None, None])[..., 0, 0]       # (K, D)
+            u = u.float()
+            d2 = (u.pow(2).sum(1, keepdim=True) - 2 * torch.einsum('ndhw,kd->nkhw', u, e)
+                  + e.pow(2).sum(1)[None, :, None, None])
+            return -0.5 * d2 / self.latent_log_tau.float().exp()
 
     def camera_shifts(self, actions, offset=None):
         """(B, T, 15) actions -> integer content shifts dx, dy (B, T) in cells (zero camera blocks give 0)

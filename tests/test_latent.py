@@ -123,6 +123,17 @@ def test_tokens_alone_enter_as_their_code_vectors_and_steps_equal_the_window():
             torch.testing.assert_close(st.latent, pred[:, t], atol=1e-5, rtol=1e-5)
 
 
+def test_distance_logits_stay_fp32_under_bf16_autocast():
+    m = tiny_latent()
+    tok, a, lat = torch.randint(0, K, (2, 2, H, W)), actions(2, 2), torch.randn(2, 2, D, H, W)
+    with torch.no_grad():
+        want, _, pred = m(tok, a, latents=lat, return_latent=True)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            got, _ = m(tok, a, latents=lat)
+    assert got.dtype == torch.float32
+    assert torch.equal(got.argmax(2), want.argmax(2)) and torch.equal(got.argmax(2), nearest(m, pred))
+
+
 def test_latent_config_errors():
     with pytest.raises(ValueError, match='copy_gate'):
         WorldModelConfig(latent_dim=8, copy_gate=True)
