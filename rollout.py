@@ -155,7 +155,8 @@ def warm_up(model, context_tokens, context_actions, state=None, context_latents=
 
 @torch.no_grad()
 def rollout(model, context_tokens, context_actions, actions, steps=None, sampling=None, state=None,
-            generator=None, return_logits=False, vq=None, display='tokens', context_latents=None, latent_snap=None):
+            generator=None, return_logits=False, vq=None, display='tokens', context_latents=None, latent_snap=None,
+            latent_reencode=None):
     """Open-loop rollout: warm up on the context, then feed the model its own samples.
 
     context_tokens (B, T, H, W) long, context_actions (B, T-1, A) (may be empty for T = 1),
@@ -165,7 +166,9 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     given (display_frames' `display` mode). A latent model (latent_dim > 0) reads context_latents
     (B, T, D, H, W) when given (else the context tokens' code vectors), then its own predicted latents;
     the tokens it returns are sampled from its distance logits (greedy: the nearest codes); latent_snap (None:
-    the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent).
+    the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent);
+    latent_reencode (a VQ-VAE) then sends it through that VQ-VAE's decoder and encoder: back to a latent of
+    a picture, sub-cell phase included, whatever the regression drifted off to.
     """
     sampling = dict(sampling or {})
     steps = steps or actions.shape[1]
@@ -189,6 +192,9 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
             frames.append(display_frames(vq, logits, cur, held, display, lat))
         if lat is not None:
             lat = snap_latent(model, lat, cur, latent_snap)
+            if latent_reencode is not None:
+                rt = latent_reencode
+                lat = rt.encoder(rt.decoder(lat.to(rt.quantizer.embed.dtype))).float()
     res = [torch.stack(out, 1), state]
     if return_logits:
         res.append(torch.stack(logits_out, 1))

@@ -205,6 +205,26 @@ def test_snapped_rollout_feeds_back_the_latent_moved_towards_its_tokens_codes():
             assert torch.equal(codes[:, n], cur)
 
 
+def test_reencoded_rollout_feeds_back_the_latent_of_the_decoded_picture():
+    m = tiny_latent(zero_init_head=False)
+    torch.manual_seed(2)
+    vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
+    B, Tc, N = 2, 2, 3
+    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
+    ctx_act, acts = actions(B, Tc - 1), actions(B, N, yaw=4)
+    gen, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_reencode=vq)
+    with torch.no_grad():
+        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
+        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
+        for n in range(N):
+            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
+            cur = logits.argmax(1)
+            assert torch.equal(gen[:, n], cur)
+            lat = vq.encoder(vq.decoder(s.latent))
+    plain, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
+    assert not torch.equal(plain, gen)
+
+
 def test_live_play_feeds_back_latents_as_offline_rollouts_do():
     import actions as A
     import inference as I
