@@ -24,7 +24,8 @@ import torch.nn.functional as F
 RESULTS = 'bench/RESULTS.md'
 REPEATS = 5                  # timed runs per figure (the median is reported)
 WARMUP = 2                   # untimed runs first
-TRAIN_PRESETS = ('config/demo_cpu.py', 'config/gf_v62.py')
+TRAIN_PRESETS = ('config/demo_cpu.py', 'config/gf_v62.py',        # '+' applies presets in turn
+                 'config/demo_cpu.py+config/blockworld_latent_gpu.py')   # the latent model (LATENTS)
 CPU_V62_BATCH = 2            # the v6.2 batch (20) takes minutes per step on a CPU
 LIVE_STEPS = 40              # steps per timed live run
 ROLLOUT_BATCH_GPU, ROLLOUT_BATCH_CPU = 32, 8
@@ -62,10 +63,11 @@ def timed(fn, device, repeats=REPEATS, warmup=WARMUP):
 
 
 def script_config(script, preset):
-    """A script's constants with a preset applied, as the script would resolve them."""
+    """A script's constants with a preset (or 'a.py+b.py': presets in turn) applied, as the script would
+    resolve them."""
     from configurator import apply_config, script_defaults
     g = script_defaults(script)
-    apply_config(g, [preset])
+    apply_config(g, preset.split('+'))
     return g
 
 
@@ -88,7 +90,12 @@ def build(preset, device):
     for p in vq.parameters():
         p.requires_grad_(False)
     over = dict(cfg['MODEL_OVERRIDES'], codebook_size=vq.codebook_size)
+    if cfg.get('LATENTS'):
+        over.update(latent_dim=vq.embedding_dim, latent_snap=cfg['LATENT_SNAP'])
     model = WorldModelConvFiLM(PRESETS[cfg['MODEL_PRESET']](**over)).to(device)
+    if cfg.get('LATENTS'):
+        D = vq.embedding_dim
+        model.set_latent_space(vq.quantizer.embed, torch.zeros(D, device=device), torch.ones(D, device=device))
     return cfg, model, vq
 
 
@@ -111,6 +118,8 @@ def train_step(preset, device, dtype='bf16', channels_last=False):
     acts = torch.zeros(batch, T, mc.action_dim, device=device)
     acts[:, :, 2] = acts[:, :, 6] = 1
     acts[:, :, 8] = 1
+    latents = (torch.randn(batch, T + 1, mc.latent_dim, mc.height, mc.width, device=device)
+               if mc.latent_dim else None)
     lp = build_lpips(device) if cfg['LPIPS_WEIGHT'] > 0 else None
     if lp is not None and channels_last:
         lp.to(memory_format=torch.channels_last)
@@ -121,7 +130,7 @@ def train_step(preset, device, dtype='bf16', channels_last=False):
 
     def step():
         with amp:
-            loss, _, _ = loss_fn(tokens, acts, ar, knobs)
+            loss, _, _ = loss_fn(tokens, acts, ar, knobs, latents)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -231,7 +240,8 @@ def bench_live(preset, device, quick):
         def frame():
             t = time.perf_counter()
             with amp:
-                logits, state[0] = model.step(tok, act, state[0])
+                # a latent model reads its own last latent (None on the first step: the tokens' codes)
+                logits, state[0] = model.step(tok, act, state[0], latent_t=state[0].latent)
                 img = vq.decode_code(sample_tokens(logits))
             img.float().mean().item()  # the frame must reach the host, as for display
             lat.append(time.perf_counter() - t)
