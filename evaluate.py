@@ -391,9 +391,9 @@ def decode(vq, tokens, device, batch=64):
 class Clips:
     """Val clips of a token dataset: token windows (TokenCache), real frames and metadata (GF source)."""
 
-    def __init__(self, data_dir, raw_dir=None, split='val'):
+    def __init__(self, data_dir, raw_dir=None, split='val', latents=True):
         from tokendata import TokenCache
-        self.data_dir, self.raw_dir = data_dir, raw_dir
+        self.data_dir, self.raw_dir, self.use_latents = data_dir, raw_dir, latents
         self.cache = TokenCache(data_dir)
         self.split = split if any(c['split'] == split for c in self.cache.clips) else 'train'
         self.by_start = sorted(self.cache.clips, key=lambda c: c['start'])
@@ -458,8 +458,9 @@ class Clips:
         return torch.stack(tok), torch.stack(act)
 
     def latent_windows(self, rows, frames):
-        """The windows' float16 latents (B, frames, D, h, w), or None when the dataset has none."""
-        if not self.cache.latent_dim:
+        """The windows' float16 latents (B, frames, D, h, w), or None when the dataset has none (or they are
+        not wanted: a token model)."""
+        if not (self.use_latents and self.cache.latent_dim):
             return None
         return torch.stack([self.cache.latent_window(int(r), frames) for r in rows])
 
@@ -1194,7 +1195,10 @@ def run(args):
     os.makedirs(out_dir, exist_ok=True)
     vq = load_vqvae(vq_path, device)
     lp = build_lpips(device)
-    clips = Clips(data, args.raw)
+    clips = Clips(data, args.raw, latents=bool(model.config.latent_dim))
+    if model.config.latent_dim and not clips.cache.latent_dim:
+        print(f"WARNING {data} has no latents (preprocess.py --latents): the latent model's contexts enter as "
+              f"their tokens' code vectors, which it was not trained on", file=sys.stderr)
     if clips.cache.action_dim != model.config.action_dim:
         raise SystemExit(f"{data}: {clips.cache.action_dim}-D actions, the model takes {model.config.action_dim}-D")
     idm = None

@@ -157,70 +157,65 @@ def test_latent_space_is_saved_with_the_weights(tmp_path):
 
 # ---------------------------------------------------------------- rollouts
 
+def by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, feed):
+    """A latent rollout written out: warm up on the context's latents, then step, each step reading
+    feed(the last predicted latent, the tokens it decoded). -> tokens, predicted latents, last logits."""
+    toks, lats = [], []
+    with torch.no_grad():
+        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
+        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
+        for n in range(acts.shape[1]):
+            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
+            cur = logits.argmax(1)
+            toks.append(cur)
+            lats.append(s.latent)
+            lat = feed(s.latent, cur)
+    return torch.stack(toks, 1), torch.stack(lats, 1), logits
+
+
+def context(B=2, Tc=3, N=4, seed=0, **act):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, K, (B, Tc, H, W), generator=g), actions(B, Tc - 1, yaw=3),
+            torch.randn(B, Tc, D, H, W, generator=g), actions(B, N, **act))
+
+
 def test_rollout_feeds_back_the_predicted_latent_and_can_show_it():
     m = tiny_latent(zero_init_head=False)
     torch.manual_seed(1)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
-    B, Tc, N = 2, 3, 4
-    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
-    ctx_act, acts = actions(B, Tc - 1, yaw=3), actions(B, N, keys=(0,))
+    ctx_tok, ctx_act, ctx_lat, acts = context(keys=(0,))
     gen, st, frames = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, vq=vq, display='latent')
-    with torch.no_grad():   # by hand: the context's latents, then each step's own predicted latent
-        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
-        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
-        for n in range(N):
-            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
-            lat, cur = s.latent, logits.argmax(1)
-            assert torch.equal(gen[:, n], cur)
-            torch.testing.assert_close(frames[:, n], vq.decoder(lat))
-    torch.testing.assert_close(st.latent, lat)
+    toks, lats, logits = by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: z)
+    assert torch.equal(gen, toks)
+    with torch.no_grad():
+        torch.testing.assert_close(frames, vq.decoder(lats.flatten(0, 1)).view_as(frames))
+    torch.testing.assert_close(st.latent, lats[:, -1])
     plain, _ = rollout(m, ctx_tok, ctx_act, acts)          # no latents: the codes of the context tokens
     assert not torch.equal(plain, gen)
     with pytest.raises(ValueError, match='latent'):
-        display_frames(vq, logits, cur, mode='latent')
+        display_frames(vq, logits, toks[:, -1], mode='latent')
 
 
 def test_snapped_rollout_feeds_back_the_latent_moved_towards_its_tokens_codes():
-    B, Tc, N = 2, 2, 3
-    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
-    ctx_act, acts = actions(B, Tc - 1), actions(B, N, yaw=0, keys=(3,))
+    ctx_tok, ctx_act, ctx_lat, acts = context(Tc=2, N=3, yaw=0, keys=(3,))
     m = tiny_latent(zero_init_head=False, latent_snap=0.25)        # the model's own setting is the default
-    gen, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
-    with torch.no_grad():
-        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
-        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
-        for n in range(N):
-            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
-            cur = logits.argmax(1)
-            assert torch.equal(gen[:, n], cur)
-            lat = 0.75 * s.latent + 0.25 * m.codebook[cur].movedim(-1, 1)
-    codes, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_snap=1.0)
-    with torch.no_grad():   # snap 1: after the first step the model reads exactly the codes of what it showed
-        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
-        logits, s = m.step(ctx_tok[:, -1], acts[:, 0], s, latent_t=ctx_lat[:, -1])
-        cur = logits.argmax(1)
-        for n in range(1, N):
-            logits, s = m.step(cur, acts[:, n], s)          # no latent given: the tokens' codes
-            cur = logits.argmax(1)
-            assert torch.equal(codes[:, n], cur)
+    codes = lambda t: m.codebook[t].movedim(-1, 1)
+    quarter, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
+    assert torch.equal(quarter, by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: 0.75 * z + 0.25 * codes(t))[0])
+    # snap 1: after the first step the model reads exactly the codes of what it showed, as a token model
+    full, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_snap=1.0)
+    assert torch.equal(full, by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: codes(t))[0])
+    none, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_snap=0.0)
+    assert not torch.equal(none, quarter) and not torch.equal(none, full)
 
 
 def test_reencoded_rollout_feeds_back_the_latent_of_the_decoded_picture():
     m = tiny_latent(zero_init_head=False)
     torch.manual_seed(2)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
-    B, Tc, N = 2, 2, 3
-    ctx_tok, ctx_lat = torch.randint(0, K, (B, Tc, H, W)), torch.randn(B, Tc, D, H, W)
-    ctx_act, acts = actions(B, Tc - 1), actions(B, N, yaw=4)
+    ctx_tok, ctx_act, ctx_lat, acts = context(Tc=2, N=3, yaw=4)
     gen, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_reencode=vq)
-    with torch.no_grad():
-        _, s = m(ctx_tok[:, :-1], ctx_act, latents=ctx_lat[:, :-1])
-        lat, cur = ctx_lat[:, -1], ctx_tok[:, -1]
-        for n in range(N):
-            logits, s = m.step(cur, acts[:, n], s, latent_t=lat)
-            cur = logits.argmax(1)
-            assert torch.equal(gen[:, n], cur)
-            lat = vq.encoder(vq.decoder(s.latent))
+    assert torch.equal(gen, by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: vq.encoder(vq.decoder(z)))[0])
     plain, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
     assert not torch.equal(plain, gen)
 
