@@ -584,9 +584,10 @@ def eval_open_loop(gens, vq, lp, clips, ctx, H, n, device, batch):
         out['vq_ceiling'] = dict(psnr=psnr_by_horizon(gt, real), ssim=ssim_by_horizon(gt, real, ls),
                                  lpips=lpips_by_horizon(lp, gt, real, steps=ls))
     samples = {}
+    ctx_lat = clips.latent_windows(rows, ctx)   # read once for every generator
     for name, gen in gens.items():
         pred_tok, pred = generate(gen, tok[:, :ctx], act[:, :ctx - 1], act[:, ctx - 1:ctx - 1 + H_used], device, batch,
-                                  clips.latent_windows(rows, ctx))
+                                  ctx_lat)
         pred = shown(vq, pred_tok, pred, device)
         r = dict(vs_decoded=dict(psnr=psnr_by_horizon(pred, gt), ssim=ssim_by_horizon(pred, gt, ls),
                                  lpips=lpips_by_horizon(lp, pred, gt, steps=ls)),

@@ -64,7 +64,7 @@ class Engine:
         self.model, self.vq, self.edges, self.context = model.eval(), vq.eval(), edges, context
         self.device = next(model.parameters()).device
         self.sampling, self.temperature, self.top_k, self.top_p, self.seed = sampling, temperature, top_k, top_p, seed
-        self.latent_snap = getattr(model.config, 'latent_snap', 0.0) if latent_snap is None else latent_snap
+        self.latent_snap = model.config.latent_snap if latent_snap is None else latent_snap
         self.cuda = self.device.type == 'cuda'
         self.names = A.ENCODINGS[edges['encoding']]
         self.step_fn, self.compiled = model.step, False

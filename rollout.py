@@ -123,17 +123,16 @@ def display_frames(vq, logits, tokens, held=None, mode='tokens', latent=None):
     return vq.decoder(emb).float()
 
 
-def latent_model(model):
-    return bool(getattr(model.config, 'latent_dim', 0))
-
-
-def snap_latent(model, latent, tokens, snap):
+def snap_latent(model, latent, tokens, snap, reencode=None):
     """The latent a rollout feeds back: the prediction moved a share `snap` of the way to the code vectors of
     the tokens it decoded (0: the prediction itself; 1: the codes, as a token model reads its samples). A
-    regression fed its own output drifts off the codes it was trained on; the codes do not drift."""
-    if not snap:
-        return latent
-    return torch.lerp(latent.float(), model.code_latents(tokens), float(snap))
+    regression fed its own output drifts off the codes it was trained on; the codes do not drift.
+    reencode (a VQ-VAE): then through its decoder and encoder, back to a latent of a picture."""
+    if snap:
+        latent = torch.lerp(latent.float(), model.code_latents(tokens), float(snap))
+    if reencode is not None:
+        latent = reencode.encoder(reencode.decoder(latent.to(reencode.quantizer.embed.dtype))).float()
+    return latent
 
 
 @torch.no_grad()
@@ -148,7 +147,7 @@ def warm_up(model, context_tokens, context_actions, state=None, context_latents=
     if state is None:
         state = model.init_state(B, context_tokens.device)
     if T > 1:
-        lat = context_latents[:, :-1] if context_latents is not None and latent_model(model) else None
+        lat = context_latents[:, :-1] if context_latents is not None and model.config.latent_dim else None
         _, state = model(context_tokens[:, :-1], context_actions[:, :T - 1], state, latents=lat)
     return state
 
@@ -175,9 +174,8 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     state = warm_up(model, context_tokens, context_actions, state, context_latents)
     need_held = sampling.get('mode') in COMMIT_MODES or (vq is not None and display == 'soft_changed')
     cur = context_tokens[:, -1]
-    lat = context_latents[:, -1] if context_latents is not None and latent_model(model) else None
-    if latent_snap is None:
-        latent_snap = getattr(model.config, 'latent_snap', 0.0)
+    lat = context_latents[:, -1] if context_latents is not None and model.config.latent_dim else None
+    latent_snap = model.config.latent_snap if latent_snap is None else latent_snap
     out, logits_out, frames = [], [], []
     for n in range(steps):
         offset = state.warp_offset
@@ -191,10 +189,7 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
         if vq is not None:
             frames.append(display_frames(vq, logits, cur, held, display, lat))
         if lat is not None:
-            lat = snap_latent(model, lat, cur, latent_snap)
-            if latent_reencode is not None:
-                rt = latent_reencode
-                lat = rt.encoder(rt.decoder(lat.to(rt.quantizer.embed.dtype))).float()
+            lat = snap_latent(model, lat, cur, latent_snap, latent_reencode)
     res = [torch.stack(out, 1), state]
     if return_logits:
         res.append(torch.stack(logits_out, 1))
