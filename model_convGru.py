@@ -19,6 +19,9 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
   latent I/O    (latent_dim > 0) read and predict the VQ-VAE's continuous pre-quantization latent instead
                 of token ids: the prediction is the (warped) input latent plus a correction, and the
                 logits over the codebook are minus half the squared distance to each code vector
+  latent flow   (flow_warp > 0, latent models) a per-cell displacement predicted from the top map moves
+                the input latent (bilinear) before the correction is added: a walk's depth-dependent,
+                sub-cell motion moves content instead of being regressed (and averaged) by the head
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -94,6 +97,13 @@ class WorldModelConfig:
     latent_dim: int = 0
     latent_snap: float = 0.0           # a rollout feeds back its predicted latent moved this share of the way to
                                        # the codes of the tokens it decoded (rollout.snap_latent); 1 = the codes
+    # learned flow (latent models only; 0 = off): the largest per-cell displacement, in cells a step, of a flow
+    # (dx, dy) = flow_warp * tanh(3x3 conv of the top map), zero at init, that moves the (camera-warped) input
+    # latent by bilinear sampling before the head's correction is added. The camera warp moves the whole
+    # frame; a walk moves near things more than far ones and away from the centre, by less than a cell a
+    # frame. A regression head can only blend such a motion (the mean of "moved" and "not moved" is a blur
+    # that feeds back and drifts); a flow moves the content itself
+    flow_warp: float = 0.0
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -126,6 +136,9 @@ class WorldModelConfig:
         if self.latent_dim and self.copy_gate:
             raise ValueError("copy_gate adds a logit to token ids; with latent_dim > 0 the prediction already "
                              "starts from the current latent (set copy_gate=False)")
+        if self.flow_warp < 0 or (self.flow_warp and not self.latent_dim):
+            raise ValueError(f"flow_warp={self.flow_warp} moves the input latent: it needs latent_dim > 0 and "
+                             f"a value >= 0 (0 = off)")
 
     @property
     def layer_dilations(self):
@@ -221,6 +234,17 @@ def shift_maps(x, dx, dy):
     valid = ((ih >= 0) & (ih < H)).to(x.dtype)
     x = x.gather(2, ih.clamp(0, H - 1)[:, None, :, None].expand(N, C, H, W))
     return x * valid[:, None, :, None]
+
+
+def warp_by_flow(x, flow):
+    """Move the content of x (N, C, H, W) by flow (N, 2, H, W) = (dx right, dy down) in cells: out[p] =
+    x[p - flow[p]], bilinear, the border cells repeated where the source falls off the map."""
+    N, C, H, W = x.shape
+    ys, xs = torch.meshgrid(torch.arange(H, device=x.device, dtype=flow.dtype),
+                            torch.arange(W, device=x.device, dtype=flow.dtype), indexing='ij')
+    gx = (xs - flow[:, 0]) * (2 / max(W - 1, 1)) - 1        # align_corners=True: -1 / 1 are the edge cells' centres
+    gy = (ys - flow[:, 1]) * (2 / max(H - 1, 1)) - 1
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode='bilinear', padding_mode='border', align_corners=True)
 
 
 class ConvGRUCell(nn.Module):
@@ -367,6 +391,10 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.use_idm:
             self.idm_head = IDMHead(cfg)
         self.head = nn.Conv2d(C, cfg.latent_dim or cfg.codebook_size, 1)
+        if cfg.flow_warp:   # zero at init: the prediction starts as the (camera-warped) input latent
+            self.flow_head = nn.Conv2d(C, 2, 3, padding=1)
+            nn.init.zeros_(self.flow_head.weight)
+            nn.init.zeros_(self.flow_head.bias)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
             self.copy_head = nn.Conv2d(C, 1, 1)
             nn.init.zeros_(self.copy_head.weight)
@@ -592,7 +620,10 @@ class WorldModelConvFiLM(nn.Module):
         logits = self.head(top.flatten(0, 1))
         pred = None
         if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
-            u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float() + logits.float()
+            u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
+            if cfg.flow_warp:
+                u = warp_by_flow(u, self.flow(top.flatten(0, 1)))
+            u = u + logits.float()
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])
             logits = self.latent_logits(u)
         logits = logits.view(B, T, *logits.shape[1:])
@@ -602,6 +633,11 @@ class WorldModelConvFiLM(nn.Module):
                                     None if pred is None else pred[:, -1])
         out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
         return out
+
+    def flow(self, top):
+        """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32."""
+        with torch.autocast(top.device.type, enabled=False):   # sub-cell positions: bf16 has 3 digits
+            return self.config.flow_warp * torch.tanh(self.flow_head(top.float()))
 
     def step(self, tokens_t, action_t, state, return_hidden=False, latent_t=None):
         """One frame: tokens_t (B,H,W) long or (B,K,H,W) probs, action_t (B,A) -> logits (B,K,H,W)
@@ -629,6 +665,7 @@ class WorldModelConvFiLM(nn.Module):
         macs += C * (cfg.latent_dim or cfg.codebook_size) * HW      # head
         macs += cfg.latent_dim * cfg.codebook_size * HW             # latent: distances to the codes
         macs += C * HW if cfg.copy_gate else 0                      # copy gate
+        macs += 9 * C * 2 * HW if cfg.flow_warp else 0              # flow head
         if cfg.use_film:
             ins = [8, 7] if cfg.film_split else [cfg.action_dim]
             macs += sum(i * cfg.film_dim + cfg.film_dim * cfg.n_layers * 2 * C for i in ins)

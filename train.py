@@ -51,6 +51,9 @@ LATENT_AR_GRAD = False       # the AR tail's fed-back latents keep their gradien
                              # of later steps can reach the steps that caused it
 LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it is saved in its config) feeds back
                              # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
+LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
+                             # before the head's correction (model flow_warp): a walk moves near things more than
+                             # far ones, by less than a cell a frame, which a regression head can only blur
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -436,6 +439,13 @@ def train_camera_degrees(data_dir, manifest):
     return deg[:, 0], deg[:, 1]
 
 
+def latent_overrides(c, vq):
+    """The WorldModelConfig fields the LATENT* constants of config c set (none without LATENTS)."""
+    if not c['LATENTS']:
+        return {}
+    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], flow_warp=c['LATENT_FLOW'])
+
+
 def latent_statistics(cache, starts, max_frames=2048):
     """Per-channel mean and std (D,) of the latents of up to max_frames train frames, spread evenly."""
     rows = np.unique(starts[np.linspace(0, len(starts) - 1, min(max_frames, len(starts))).astype(int)])
@@ -594,8 +604,9 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-        overrides['latent_dim'] = vq.embedding_dim
-        overrides['latent_snap'] = LATENT_SNAP
+    elif LATENT_FLOW:
+        raise ValueError("LATENT_FLOW moves the input latent: it needs LATENTS=True")
+    overrides.update(latent_overrides(cfg, vq))
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
     if WARP_CALIBRATE:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import gfdata
-from model_convGru import WorldModelConfig, WorldModelConvFiLM, load_world_model, save_world_model, shift_maps
+from model_convGru import (WorldModelConfig, WorldModelConvFiLM, load_world_model, save_world_model, shift_maps,
+                           warp_by_flow)
 from rollout import display_frames, rollout
 from tests.conftest import TINY
 from tests.test_train import metrics, run_train
@@ -86,8 +87,9 @@ def test_cache_holds_the_latents_only_when_the_data_has_them(latent_data):
 
 # ---------------------------------------------------------------- the model
 
-def test_untrained_latent_model_copies_the_warped_latent_and_its_logits_pick_the_nearest_code():
-    m = tiny_latent()   # zero-init head: the correction is 0
+@pytest.mark.parametrize('flow', [0.0, 1.0])
+def test_untrained_latent_model_copies_the_warped_latent_and_its_logits_pick_the_nearest_code(flow):
+    m = tiny_latent(flow_warp=flow)   # zero-init heads: the correction and the flow are 0
     B, T = 2, 3
     lat = torch.randn(B, T, D, H, W)
     tok = torch.randint(0, K, (B, T, H, W))
@@ -137,6 +139,10 @@ def test_distance_logits_stay_fp32_under_bf16_autocast():
 def test_latent_config_errors():
     with pytest.raises(ValueError, match='copy_gate'):
         WorldModelConfig(latent_dim=8, copy_gate=True)
+    with pytest.raises(ValueError, match='flow_warp'):
+        WorldModelConfig(flow_warp=1.0)                       # a token model has no latent to move
+    with pytest.raises(ValueError, match='flow_warp'):
+        WorldModelConfig(latent_dim=8, flow_warp=-0.5)
     token_model = WorldModelConvFiLM(WorldModelConfig(codebook_size=K, embed_dim=8, hidden_dim=8, n_layers=2,
                                                       height=H, width=W, attn_dim=8, attn_heads=2, idm_dim=8,
                                                       idm_pool=(2, 2), idm_hidden=8, film_dim=8))
@@ -245,13 +251,44 @@ def test_live_play_feeds_back_latents_as_offline_rollouts_do():
     assert not torch.equal(played[0.0], played[0.5])
 
 
+def test_warp_by_flow_moves_each_cell_by_its_own_flow():
+    x = torch.randn(2, 3, H, W)
+    flow = torch.zeros(2, 2, H, W)
+    torch.testing.assert_close(warp_by_flow(x, flow), x)
+    flow[:, 0, :H // 2] = 1.0                              # the top half moves a cell right, the bottom stays
+    flow[:, 1, H // 2:] = -0.5                             # the bottom half moves half a cell up
+    y = warp_by_flow(x, flow)
+    torch.testing.assert_close(y[:, :, :H // 2, 1:], x[:, :, :H // 2, :-1])
+    torch.testing.assert_close(y[:, :, :H // 2, 0], x[:, :, :H // 2, 0])        # the border cell repeated
+    torch.testing.assert_close(y[:, :, H // 2:-1], (x[:, :, H // 2:-1] + x[:, :, H // 2 + 1:]) / 2)
+    torch.testing.assert_close(y[:, :, -1], x[:, :, -1])
+
+
+def test_flow_stays_fp32_under_bf16_autocast_and_steps_equal_the_window():
+    m = tiny_latent(flow_warp=1.0)
+    torch.nn.init.normal_(m.flow_head.weight, std=0.3)
+    B, T = 2, 3
+    tok, a, lat = torch.randint(0, K, (B, T, H, W)), actions(B, T, keys=(0,)), torch.randn(B, T, D, H, W)
+    with torch.no_grad():
+        window, _, pred = m(tok, a, latents=lat, return_latent=True)
+        assert not torch.allclose(pred, lat)                 # no camera, no correction: the flow moved it
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            top = torch.randn(4, m.config.hidden_dim, H, W)
+            f = m.flow(top)
+        assert f.dtype == torch.float32 and f.abs().max() <= 1.0
+        st = m.init_state(B)
+        for t in range(T):
+            step, st = m.step(tok[:, t], a[:, t], st, latent_t=lat[:, t])
+            torch.testing.assert_close(st.latent, pred[:, t], atol=1e-5, rtol=1e-5)
+
+
 # ---------------------------------------------------------------- training
 
-def tiny_window_loss():
+def tiny_window_loss(**model):
     import train
     torch.manual_seed(0)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
-    m = tiny_latent(zero_init_head=True)
+    m = tiny_latent(zero_init_head=True, **model)
     m.set_latent_space(vq.quantizer.embed, torch.zeros(D), torch.ones(D))
     knobs = train.make_knobs({k: getattr(train, k) for k in dir(train) if k.isupper()}, 10_000)
     knobs.update(lpips_weight=0, semantic_weight=0, idm_weight=0, entropy_weight=0, corrupt=0, diagnostics=False)
@@ -284,9 +321,10 @@ def test_latent_ar_grad_lets_the_tails_loss_reach_the_teacher_forced_steps_throu
     assert not torch.allclose(grads[False], grads[True])
 
 
-def half_cell_walk(B, T, seed):
+def half_cell_walk(B, T, seed, still_rows=0):
     """Smooth latent maps whose content moves half a cell left per step while D is held (still otherwise):
-    a motion no token grid shows, and copying the frame misses."""
+    a motion no token grid shows, and copying the frame misses. The bottom still_rows rows never move (far
+    away: a depth-dependent motion no camera warp makes)."""
     g = torch.Generator().manual_seed(seed)
     wide = W + T + 4                                  # room for the pattern to move T / 2 cells
     base = torch.nn.functional.interpolate(torch.randn(B, D, 3, wide // 2, generator=g), size=(H, wide),
@@ -303,7 +341,10 @@ def half_cell_walk(B, T, seed):
         f = (x - i0)[:, None, None, :]
         pick = lambda i: base.gather(3, i[:, None, None, :].expand(B, D, H, W))
         lat.append(pick(i0) * (1 - f) + pick(i0 + 1) * f)
-    return torch.stack(lat, 1), a
+    lat = torch.stack(lat, 1)
+    if still_rows:
+        lat[..., H - still_rows:, :] = lat[:, :1, ..., H - still_rows:, :]
+    return lat, a
 
 
 def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
@@ -324,6 +365,30 @@ def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
     err = lambda p: (m.normalise_latent(p) - m.normalise_latent(lat[:, 1:]))[..., 1:-1].pow(2).mean().item()
     copy = err(lat[:, :4])
     assert err(pred) < 0.3 * copy, (err(pred), copy)
+
+
+def test_a_latent_flow_learns_to_move_near_rows_and_keep_far_ones():
+    wl, m, knobs = tiny_window_loss(flow_warp=1.0)
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    tok = torch.zeros(8, 5, H, W, dtype=torch.long)
+    for i in range(150):
+        lat, a = half_cell_walk(8, 4, seed=i, still_rows=H // 2)
+        loss, out, _ = wl(tok, a, 0, dict(knobs, latent_weight=10.0), lat)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lat, a = half_cell_walk(8, 4, seed=10_000, still_rows=H // 2)
+    with torch.no_grad():
+        m.eval()
+        _, _, top, pred = m(tok[:, :4], a, latents=lat[:, :4], return_hidden=True, return_latent=True)
+        flow = m.flow(top.flatten(0, 1)).view(8, 4, 2, H, W)[..., 1:-1]       # the side columns see the border
+    walk = a[..., 8 + 3].bool()
+    near, far = flow[:, :, 0, :H // 2 - 1], flow[:, :, 0, H // 2 + 1:]       # away from the rows between
+    assert -0.65 < near[walk].mean() < -0.35, near[walk].mean()             # content moves half a cell left
+    assert near[~walk].abs().mean() < 0.1 and far.abs().mean() < 0.1, (near[~walk].abs().mean(), far.abs().mean())
+    err = lambda p: (m.normalise_latent(p) - m.normalise_latent(lat[:, 1:]))[..., 1:-1].pow(2).mean().item()
+    assert err(pred) < 0.3 * err(lat[:, :4]), (err(pred), err(lat[:, :4]))
 
 
 def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_factory):
