@@ -543,6 +543,33 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
             out['action_ce_gain_by_group'][name] = tf_metrics(logits, tok[:, 1:])['ce'] - out['model']['ce']
     if model.config.use_idm and model.config.action_dim == 15:
         out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
+    if model.config.flow_warp and act.shape[-1] == 15:
+        out['flow'] = flow_by_action(model.flow(top.flatten(0, 1)), act[:, :T])
+    return out
+
+
+def flow_by_action(flow, act):
+    """A flow_warp model's learned flow on teacher-forced windows, per kind of transition (camera still with
+    no key or one key alone; camera moving): mean dx, dy (cells a step; + = right, down), mean |flow|, and
+    the outward part (the flow along the direction away from the screen centre: > 0 content spreads from
+    the centre, as walking forward shows it; < 0 walking back). flow (B*T, 2, H, W), act (B, T, 15)."""
+    import actions as A
+    f = flow.float()
+    H, W = f.shape[-2:]
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing='ij')
+    away = torch.stack([xs * (W - 1) / 2, ys * (H - 1) / 2]).to(f.device)          # cells from the centre
+    away = away / away.norm(dim=0).clamp(min=1e-6)
+    a = act.reshape(-1, act.shape[-1]).cpu().numpy() > 0.5
+    still, keys = A.camera_still(a), a[:, 8:15]
+    classes = {'idle': still & ~keys.any(1), 'camera': ~still}
+    for i, name in enumerate(('forward', 'strafe_left', 'back', 'strafe_right', 'jump')):
+        classes[name] = still & keys[:, i] & (keys.sum(1) == 1)
+    out = {}
+    for name, m in classes.items():
+        if m.any():
+            g = f[torch.from_numpy(m).to(f.device)]
+            out[name] = dict(n=int(m.sum()), dx=float(g[:, 0].mean()), dy=float(g[:, 1].mean()),
+                             abs=float(g.norm(dim=1).mean()), outward=float((g * away).sum(1).mean()))
     return out
 
 
@@ -1062,6 +1089,10 @@ def summary_rows(res):
                 f"{k.replace('_', ' ')} {v['true_change']:.2f} / {v['predicted_change']:.2f}"
                 + (f" (new token right {v['new_token_acc']:.2f})" if 'new_token_acc' in v else '')
                 for k, v in tf['change_calibration'].items())))
+        if tf.get('flow'):
+            out.append(("learned flow, cells a step: |flow| / outward / dx", '   '.join(
+                f"{k.replace('_', ' ')} {v['abs']:.2f} / {v['outward']:+.2f} / {v['dx']:+.2f}"
+                for k, v in tf['flow'].items())))
     for key, r in res.get('open_loop', {}).items():
         if 'summary' not in r:
             continue

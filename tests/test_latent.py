@@ -396,7 +396,7 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     from test_idm import shared_idm
     out = tmp_path / 'run'
     run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
-              '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
+              '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
     mse = [r['train/latent_mse'] for r in metrics(out) if 'train/latent_mse' in r]
@@ -404,7 +404,7 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     assert any(r.get('train/ar_len', 0) > 0 for r in metrics(out))
     model, ck = load_world_model(out / 'ckpt_0000040.pt', weights_only=False)
     vq = load_vqvae(latent_data['vq'])
-    assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True
+    assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True and model.config.flow_warp == 0.5
     assert torch.equal(model.codebook, vq.quantizer.embed.float())
     lat = torch.from_numpy(np.array(TokenCache(latent_data['data']).latents)).float()
     assert model.latent_mean.numpy() == pytest.approx(lat.mean((0, 2, 3)).numpy(), abs=0.1)
@@ -415,3 +415,25 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     cf = res['scripted']['counterfactual']['per_action']['forward']
     assert len(cf['model']['psnr']) == len(res['settings']['cf_horizons'])
     assert 0 <= res['teacher_forced']['model']['token_acc'] <= 1
+    flow = res['teacher_forced']['flow']                  # the learned flow, read per kind of transition
+    assert sum(v['n'] for v in flow.values()) <= res['teacher_forced']['windows'] * res['teacher_forced']['transitions']
+    assert all(0 <= v['abs'] <= 0.5 * 2 ** 0.5 for v in flow.values())
+
+
+def test_flow_by_action_reads_the_flow_of_each_kind_of_transition():
+    import evaluate as E
+    a = actions(1, 4)                                          # idle, W alone, D alone, a right turn
+    a[0, 1, 8] = a[0, 2, 11] = 1
+    a[0, 3, 2], a[0, 3, 3] = 0, 1
+    ys, xs = torch.meshgrid(torch.arange(H) - (H - 1) / 2, torch.arange(W) - (W - 1) / 2, indexing='ij')
+    away = torch.stack([xs, ys]) / torch.stack([xs, ys]).norm(dim=0)
+    flow = torch.zeros(4, 2, H, W)
+    flow[1] = 0.4 * away                                       # W: content spreads from the centre
+    flow[2, 0] = -0.3                                          # D: content moves left
+    flow[3, 0] = -1.0
+    r = E.flow_by_action(flow, a)
+    assert set(r) == {'idle', 'forward', 'strafe_right', 'camera'} and all(v['n'] == 1 for v in r.values())
+    assert r['idle']['abs'] == 0
+    assert r['forward']['outward'] == pytest.approx(0.4) and r['forward']['dx'] == pytest.approx(0, abs=1e-6)
+    assert r['strafe_right']['dx'] == pytest.approx(-0.3) and r['strafe_right']['outward'] == pytest.approx(0, abs=1e-6)
+    assert r['camera']['abs'] == pytest.approx(1.0)
