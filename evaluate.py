@@ -523,7 +523,8 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     lat = clips.latent_windows(rows, T) if model.config.latent_dim else None
     kw = {} if lat is None else dict(latents=lat.to(device, torch.float32))   # a latent model reads the latents
     out = dict(windows=int(len(rows)), transitions=T)
-    logits, _, top = model(tok[:, :T], act[:, :T], return_hidden=True, **kw)
+    flow_kw = dict(return_flow=True) if model.config.flow_warp else {}
+    logits, _, top, *flow = model(tok[:, :T], act[:, :T], return_hidden=True, **kw, **flow_kw)
     out['model'] = tf_metrics(logits, tok[:, 1:])
     if act.shape[-1] == 15:
         out['change_calibration'] = change_calibration(logits, tok, act[:, :T])
@@ -543,8 +544,8 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
             out['action_ce_gain_by_group'][name] = tf_metrics(logits, tok[:, 1:])['ce'] - out['model']['ce']
     if model.config.use_idm and model.config.action_dim == 15:
         out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
-    if model.config.flow_warp and act.shape[-1] == 15:
-        out['flow'] = flow_by_action(model.flow(top.flatten(0, 1)), act[:, :T])
+    if flow and act.shape[-1] == 15:
+        out['flow'] = flow_by_action(flow[0].flatten(0, 1), act[:, :T])
     return out
 
 

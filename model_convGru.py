@@ -104,6 +104,11 @@ class WorldModelConfig:
     # frame. A regression head can only blend such a motion (the mean of "moved" and "not moved" is a blur
     # that feeds back and drifts); a flow moves the content itself
     flow_warp: float = 0.0
+    # the same flow also moves every hidden map after its step (so the next step's state sits where the content
+    # went, as the camera warp 'hidden' does for the whole frame): the recurrent state can then carry a texture's
+    # sub-cell position while the fed-back latent is snapped to codes. The flow is then read from the GRU's top
+    # map inside the recurrence (before the temporal attention, which needs the whole window)
+    flow_hidden: bool = False
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -139,6 +144,8 @@ class WorldModelConfig:
         if self.flow_warp < 0 or (self.flow_warp and not self.latent_dim):
             raise ValueError(f"flow_warp={self.flow_warp} moves the input latent: it needs latent_dim > 0 and "
                              f"a value >= 0 (0 = off)")
+        if self.flow_hidden and not self.flow_warp:
+            raise ValueError("flow_hidden moves the hidden maps by the learned flow: it needs flow_warp > 0")
 
     @property
     def layer_dilations(self):
@@ -568,12 +575,14 @@ class WorldModelConvFiLM(nn.Module):
 
     # ---- the model ----
 
-    def forward(self, tokens, actions, state=None, return_hidden=False, latents=None, return_latent=False):
+    def forward(self, tokens, actions, state=None, return_hidden=False, latents=None, return_latent=False,
+                return_flow=False):
         """Teacher-forced window. tokens (B,T,H,W) long or (B,T,K,H,W) probs, actions (B,T,A):
         action t drives frame t -> t+1. Returns logits (B,T,K,H,W) (position t predicts frame t+1),
         the final state, with return_hidden the top map per step (B,T,C,H,W) for the IDM, and with
-        return_latent (latent_dim > 0) the predicted raw latents (B,T,D,H,W). latents (B,T,D,H,W): the
-        frames' raw pre-quantization latents, read instead of the tokens' code vectors (latent_dim > 0)."""
+        return_latent (latent_dim > 0) the predicted raw latents (B,T,D,H,W), and with return_flow (flow_warp >
+        0) the learned flow (B,T,2,H,W). latents (B,T,D,H,W): the frames' raw pre-quantization latents, read
+        instead of the tokens' code vectors (latent_dim > 0)."""
         cfg = self.config
         B, T = tokens.shape[:2]
         if actions is None:
@@ -594,6 +603,8 @@ class WorldModelConvFiLM(nn.Module):
             raise ValueError("latents given to a token model (latent_dim=0)")
         if return_latent and not cfg.latent_dim:
             raise ValueError("return_latent needs a latent model (latent_dim > 0)")
+        if return_flow and not cfg.flow_warp:
+            raise ValueError("return_flow needs a flow model (flow_warp > 0)")
         x_in = self.embed_tokens(tokens, actions, shifts, latents)
         x = self.in_proj(x_in.flatten(0, 1))
         if cfg.channels_last:
@@ -602,7 +613,7 @@ class WorldModelConvFiLM(nn.Module):
         gamma, beta = self.film_params(actions)
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
-        hidden, tops = list(state.hidden), []
+        hidden, tops, flows = list(state.hidden), [], []
         for t in range(T):
             args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],
                     None if dx is None else dx[:, t], None if dy is None else dy[:, t], *hidden)
@@ -612,17 +623,23 @@ class WorldModelConvFiLM(nn.Module):
                 out = self._step_layers(*args)
             tops.append(out[0])
             hidden = list(out[1:])
+            if cfg.flow_hidden:   # the state follows the content to where the next frame has it
+                flows.append(self.flow(out[0]))
+                fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+                hidden = [warp_by_flow(h.float(), flows[-1]).to(h.dtype).contiguous(memory_format=fmt)
+                          for h in hidden]
         top = torch.stack(tops, 1)
 
         buf, buf_len = state.buf, state.buf_len
         if cfg.use_temporal_attention:
             top, buf, buf_len = self.temporal(top, buf, buf_len)
         logits = self.head(top.flatten(0, 1))
-        pred = None
+        pred = flow = None
         if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
             u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
             if cfg.flow_warp:
-                u = warp_by_flow(u, self.flow(top.flatten(0, 1)))
+                flow = torch.stack(flows, 1).flatten(0, 1) if flows else self.flow(top.flatten(0, 1))
+                u = warp_by_flow(u, flow)
             u = u + logits.float()
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])
             logits = self.latent_logits(u)
@@ -632,7 +649,7 @@ class WorldModelConvFiLM(nn.Module):
         new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None,
                                     None if pred is None else pred[:, -1])
         out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
-        return out
+        return out + ((flow.view(B, T, *flow.shape[1:]),) if return_flow else ())
 
     def flow(self, top):
         """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32."""

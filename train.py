@@ -54,6 +54,8 @@ LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it i
 LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
                              # before the head's correction (model flow_warp): a walk moves near things more than
                              # far ones, by less than a cell a frame, which a regression head can only blur
+LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
+                             # keeps where a texture went when the fed-back latent is snapped to codes
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -443,7 +445,8 @@ def latent_overrides(c, vq):
     """The WorldModelConfig fields the LATENT* constants of config c set (none without LATENTS)."""
     if not c['LATENTS']:
         return {}
-    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], flow_warp=c['LATENT_FLOW'])
+    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], flow_warp=c['LATENT_FLOW'],
+                flow_hidden=c['LATENT_FLOW_HIDDEN'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):
@@ -604,8 +607,8 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-    elif LATENT_FLOW:
-        raise ValueError("LATENT_FLOW moves the input latent: it needs LATENTS=True")
+    elif LATENT_FLOW or LATENT_FLOW_HIDDEN:
+        raise ValueError("LATENT_FLOW / LATENT_FLOW_HIDDEN move the input latent: they need LATENTS=True")
     overrides.update(latent_overrides(cfg, vq))
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")

@@ -87,9 +87,9 @@ def test_cache_holds_the_latents_only_when_the_data_has_them(latent_data):
 
 # ---------------------------------------------------------------- the model
 
-@pytest.mark.parametrize('flow', [0.0, 1.0])
+@pytest.mark.parametrize('flow', [dict(), dict(flow_warp=1.0), dict(flow_warp=1.0, flow_hidden=True)])
 def test_untrained_latent_model_copies_the_warped_latent_and_its_logits_pick_the_nearest_code(flow):
-    m = tiny_latent(flow_warp=flow)   # zero-init heads: the correction and the flow are 0
+    m = tiny_latent(**flow)   # zero-init heads: the correction and the flow are 0
     B, T = 2, 3
     lat = torch.randn(B, T, D, H, W)
     tok = torch.randint(0, K, (B, T, H, W))
@@ -143,6 +143,8 @@ def test_latent_config_errors():
         WorldModelConfig(flow_warp=1.0)                       # a token model has no latent to move
     with pytest.raises(ValueError, match='flow_warp'):
         WorldModelConfig(latent_dim=8, flow_warp=-0.5)
+    with pytest.raises(ValueError, match='flow_hidden'):
+        WorldModelConfig(latent_dim=8, flow_hidden=True)
     token_model = WorldModelConvFiLM(WorldModelConfig(codebook_size=K, embed_dim=8, hidden_dim=8, n_layers=2,
                                                       height=H, width=W, attn_dim=8, attn_heads=2, idm_dim=8,
                                                       idm_pool=(2, 2), idm_hidden=8, film_dim=8))
@@ -264,8 +266,9 @@ def test_warp_by_flow_moves_each_cell_by_its_own_flow():
     torch.testing.assert_close(y[:, :, -1], x[:, :, -1])
 
 
-def test_flow_stays_fp32_under_bf16_autocast_and_steps_equal_the_window():
-    m = tiny_latent(flow_warp=1.0)
+@pytest.mark.parametrize('hidden', [False, True])
+def test_flow_stays_fp32_under_bf16_autocast_and_steps_equal_the_window(hidden):
+    m = tiny_latent(flow_warp=1.0, flow_hidden=hidden)
     torch.nn.init.normal_(m.flow_head.weight, std=0.3)
     B, T = 2, 3
     tok, a, lat = torch.randint(0, K, (B, T, H, W)), actions(B, T, keys=(0,)), torch.randn(B, T, D, H, W)
@@ -280,6 +283,21 @@ def test_flow_stays_fp32_under_bf16_autocast_and_steps_equal_the_window():
         for t in range(T):
             step, st = m.step(tok[:, t], a[:, t], st, latent_t=lat[:, t])
             torch.testing.assert_close(st.latent, pred[:, t], atol=1e-5, rtol=1e-5)
+
+
+def test_flow_hidden_moves_every_hidden_map_by_the_flow_after_its_step():
+    m = tiny_latent(flow_warp=1.0, flow_hidden=True)
+    torch.nn.init.normal_(m.flow_head.weight, std=0.3)
+    still = tiny_latent(flow_warp=1.0)                   # the same weights, the hidden maps left in place
+    still.load_state_dict(m.state_dict())
+    tok, a, lat = torch.randint(0, K, (2, 1, H, W)), actions(2, 1, keys=(0,)), torch.randn(2, 1, D, H, W)
+    with torch.no_grad():
+        _, st, flow = m(tok, a, latents=lat, return_flow=True)
+        _, st0 = still(tok, a, latents=lat)
+    assert flow.abs().max() > 0.1
+    for h, h0 in zip(st.hidden, st0.hidden):
+        torch.testing.assert_close(h, warp_by_flow(h0, flow[:, 0]))
+        assert not torch.allclose(h, h0)
 
 
 # ---------------------------------------------------------------- training
