@@ -54,6 +54,10 @@ LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it i
 LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
                              # before the head's correction (model flow_warp): a walk moves near things more than
                              # far ones, by less than a cell a frame, which a regression head can only blur
+LATENT_FLOW_WEIGHT = 0.0     # > 0: the flow also learns on its own: MSE between the blurred input latent moved by the
+                             # flow and the blurred next latent (teacher-forced steps). Through the whole prediction
+                             # the correction can explain a motion the flow should; the blur widens the basin a
+                             # sub-cell texture gives the warp's gradient
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 # ---- optimisation ----
@@ -122,7 +126,8 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
-from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
+from model_convGru import (PRESETS, WorldModelConvFiLM, idm_loss, load_world_model, save_world_model,  # noqa: E402
+                           warp_by_flow)
 from rollout import (amp_dtype, autocast, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -189,7 +194,7 @@ def make_knobs(c, step, diagnostics=True):
                 lpips_weight=c['LPIPS_WEIGHT'], lpips_frames=c['LPIPS_FRAMES'],
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
-                latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'],
+                latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
                 diagnostics=diagnostics)
@@ -247,7 +252,17 @@ class WindowLoss(torch.nn.Module):
             if knobs['latent_noise'] > 0:
                 lat_in = lat_in + knobs['latent_noise'] * model.latent_std[:, None, None] * torch.randn_like(lat_in)
             lat_kw = dict(latents=lat_in, return_latent=True)
-        logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], return_hidden=True, **lat_kw)
+        flow_loss = cfg.flow_warp > 0 and knobs['flow_weight'] > 0
+        logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], return_hidden=True, **lat_kw,
+                                              **(dict(return_flow=True) if flow_loss else {}))
+        if flow_loss:   # the flow alone: the (camera-warped) input moved by it against the next latent, blurred
+            flow = pred_lat.pop().flatten(0, 1)
+            moved = warp_by_flow(model.embed_tokens(inp, actions[:, :tf_len], latents=lat_in)[:, :, :cfg.latent_dim]
+                                 .flatten(0, 1).float(), flow)
+            blur = lambda z: F.avg_pool2d(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False), 3, 1, 1,
+                                          count_include_pad=False)
+            nxt = model.normalise_latent(latents[:, 1:tf_len + 1]).flatten(0, 1)
+            flow_mse = (blur(moved) - blur(nxt)).pow(2).mean()
         all_logits, tops = [logits], [top]
         prev, cur = logits[:, -1], inp[:, -1]
         for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
@@ -274,6 +289,9 @@ class WindowLoss(torch.nn.Module):
             err = (model.normalise_latent(pred_lat) - model.normalise_latent(latents[:, 1:T + 1])).pow(2)
             out['latent_mse'] = err.mean()
             loss_latent = knobs['latent_weight'] * out['latent_mse']
+            if flow_loss:
+                out['flow_mse'] = flow_mse
+                loss_latent = loss_latent + knobs['flow_weight'] * flow_mse
 
         # cross-entropy, TF and AR parts separately; one log-softmax serves CE, entropy and diagnostics
         logp = logits.log_softmax(2)
