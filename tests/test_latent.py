@@ -365,20 +365,27 @@ def half_cell_walk(B, T, seed, still_rows=0):
     return lat, a
 
 
-def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
-    wl, m, knobs = tiny_window_loss()
+def train_on_walks(wl, knobs, still_rows=0, steps=150):
+    """Train the window loss's model on half-cell walks (Adam, 150 windows of 8); returns an unseen batch
+    (tokens, latents, actions) and leaves the model in eval mode."""
+    m = wl.model
     m.train()
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     tok = torch.zeros(8, 5, H, W, dtype=torch.long)
-    for i in range(150):
-        lat, a = half_cell_walk(8, 4, seed=i)
-        loss, out, _ = wl(tok, a, 0, dict(knobs, latent_weight=10.0), lat)
+    for i in range(steps):
+        lat, a = half_cell_walk(8, 4, seed=i, still_rows=still_rows)
+        loss, out, _ = wl(tok, a, 0, knobs, lat)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    lat, a = half_cell_walk(8, 4, seed=10_000)
+    m.eval()
+    return (tok, *half_cell_walk(8, 4, seed=10_000, still_rows=still_rows))
+
+
+def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
+    wl, m, knobs = tiny_window_loss()
+    tok, lat, a = train_on_walks(wl, dict(knobs, latent_weight=10.0))
     with torch.no_grad():
-        m.eval()
         _, _, pred = m(tok[:, :4], a, latents=lat[:, :4], return_latent=True)
     err = lambda p: (m.normalise_latent(p) - m.normalise_latent(lat[:, 1:]))[..., 1:-1].pow(2).mean().item()
     copy = err(lat[:, :4])
@@ -387,18 +394,8 @@ def test_a_latent_model_learns_a_half_cell_walk_that_copying_misses():
 
 def test_a_latent_flow_learns_to_move_near_rows_and_keep_far_ones():
     wl, m, knobs = tiny_window_loss(flow_warp=1.0)
-    m.train()
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    tok = torch.zeros(8, 5, H, W, dtype=torch.long)
-    for i in range(150):
-        lat, a = half_cell_walk(8, 4, seed=i, still_rows=H // 2)
-        loss, out, _ = wl(tok, a, 0, dict(knobs, latent_weight=10.0), lat)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    lat, a = half_cell_walk(8, 4, seed=10_000, still_rows=H // 2)
+    tok, lat, a = train_on_walks(wl, dict(knobs, latent_weight=10.0), still_rows=H // 2)
     with torch.no_grad():
-        m.eval()
         _, _, top, pred = m(tok[:, :4], a, latents=lat[:, :4], return_hidden=True, return_latent=True)
         flow = m.flow(top.flatten(0, 1)).view(8, 4, 2, H, W)[..., 1:-1]       # the side columns see the border
     walk = a[..., 8 + 3].bool()
@@ -469,18 +466,10 @@ def test_flow_loss_is_the_blurred_error_of_the_moved_input_and_teaches_the_flow_
     u = m.normalise_latent(lat).flatten(0, 1)            # zero flow, no camera: the input itself
     copy = (blur(u.view(8, 5, D, H, W)[:, :4].flatten(0, 1)) - blur(u.view(8, 5, D, H, W)[:, 1:].flatten(0, 1)))
     assert out['flow_mse'].item() == pytest.approx(copy.pow(2).mean().item(), rel=1e-4)
-    m.train()
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for i in range(150):                                 # no latent MSE: the flow loss (and the CE) alone
-        lat, a = half_cell_walk(8, 4, seed=i)            # the whole map walks: a 5x5 blur mixes this grid's halves
-        # (the blurred error is small: at weight 10 alone the flow learns the mean motion first, not the key's)
-        loss, out, _ = wl(tok, a, 0, dict(knobs, latent_weight=0.0, flow_weight=100.0), lat)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    lat, a = half_cell_walk(8, 4, seed=10_000)
+    # no latent MSE: the flow loss (and the CE) alone, the whole map walking (a 5x5 blur mixes this grid's
+    # halves); the blurred error is small: at weight 10 alone the flow learns the mean motion first, not the key's
+    tok, lat, a = train_on_walks(wl, dict(knobs, latent_weight=0.0, flow_weight=100.0))
     with torch.no_grad():
-        m.eval()
         flow = m(tok[:, :4], a, latents=lat[:, :4], return_flow=True)[2][..., 1:-1]
     walk = a[..., 8 + 3].bool()
     dx = flow[:, :, 0]
