@@ -109,6 +109,9 @@ class WorldModelConfig:
     # sub-cell position while the fed-back latent is snapped to codes. The flow is then read from the GRU's top
     # map inside the recurrence (before the temporal attention, which needs the whole window)
     flow_hidden: bool = False
+    # the flow is zero on a transition with the camera still and no movement key down (15-D layout): the flow is
+    # the view's own motion, and a small flow repeated on an idle world is a blur that grows (z0, experiments)
+    flow_gate: bool = False
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -144,8 +147,10 @@ class WorldModelConfig:
         if self.flow_warp < 0 or (self.flow_warp and not self.latent_dim):
             raise ValueError(f"flow_warp={self.flow_warp} moves the input latent: it needs latent_dim > 0 and "
                              f"a value >= 0 (0 = off)")
-        if self.flow_hidden and not self.flow_warp:
-            raise ValueError("flow_hidden moves the hidden maps by the learned flow: it needs flow_warp > 0")
+        if (self.flow_hidden or self.flow_gate) and not self.flow_warp:
+            raise ValueError("flow_hidden / flow_gate act on the learned flow: they need flow_warp > 0")
+        if self.flow_gate and self.action_dim != V5_ACTION_DIM:
+            raise ValueError(f"flow_gate reads the camera bins and keys of the 15-D layout, not action_dim={self.action_dim}")
 
     @property
     def layer_dilations(self):
@@ -613,6 +618,10 @@ class WorldModelConvFiLM(nn.Module):
         gamma, beta = self.film_params(actions)
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
+        moving = None
+        if cfg.flow_gate:   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
+            a = actions.float() > 0.5
+            moving = (~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)).float()[..., None, None, None]
         hidden, tops, flows = list(state.hidden), [], []
         for t in range(T):
             args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],
@@ -624,7 +633,7 @@ class WorldModelConvFiLM(nn.Module):
             tops.append(out[0])
             hidden = list(out[1:])
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
-                flows.append(self.flow(out[0]))
+                flows.append(self.flow(out[0]) if moving is None else self.flow(out[0]) * moving[:, t])
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
                 hidden = [warp_by_flow(h.float(), flows[-1]).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
@@ -639,6 +648,8 @@ class WorldModelConvFiLM(nn.Module):
             u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
             if cfg.flow_warp:
                 flow = torch.stack(flows, 1).flatten(0, 1) if flows else self.flow(top.flatten(0, 1))
+                if moving is not None and not flows:
+                    flow = flow * moving.flatten(0, 1)
                 u = warp_by_flow(u, flow)
             u = u + logits.float()
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])

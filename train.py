@@ -58,6 +58,7 @@ LATENT_FLOW_WEIGHT = 0.0     # > 0: the flow also learns on its own: MSE between
                              # flow and the blurred next latent (teacher-forced steps). Through the whole prediction
                              # the correction can explain a motion the flow should; the blur widens the basin a
                              # sub-cell texture gives the warp's gradient
+LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no movement key is down (model flow_gate)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 # ---- optimisation ----
@@ -464,7 +465,7 @@ def latent_overrides(c, vq):
     if not c['LATENTS']:
         return {}
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], flow_warp=c['LATENT_FLOW'],
-                flow_hidden=c['LATENT_FLOW_HIDDEN'])
+                flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):
@@ -625,8 +626,8 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-    elif LATENT_FLOW or LATENT_FLOW_HIDDEN:
-        raise ValueError("LATENT_FLOW / LATENT_FLOW_HIDDEN move the input latent: they need LATENTS=True")
+    elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE:
+        raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     overrides.update(latent_overrides(cfg, vq))
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")

@@ -145,6 +145,10 @@ def test_latent_config_errors():
         WorldModelConfig(latent_dim=8, flow_warp=-0.5)
     with pytest.raises(ValueError, match='flow_hidden'):
         WorldModelConfig(latent_dim=8, flow_hidden=True)
+    with pytest.raises(ValueError, match='flow_gate'):
+        WorldModelConfig(latent_dim=8, flow_gate=True)
+    with pytest.raises(ValueError, match='flow_gate'):
+        WorldModelConfig(latent_dim=8, flow_warp=1.0, flow_gate=True, action_dim=5, camera_warp='none')
     token_model = WorldModelConvFiLM(WorldModelConfig(codebook_size=K, embed_dim=8, hidden_dim=8, n_layers=2,
                                                       height=H, width=W, attn_dim=8, attn_heads=2, idm_dim=8,
                                                       idm_pool=(2, 2), idm_hidden=8, film_dim=8))
@@ -298,6 +302,20 @@ def test_flow_hidden_moves_every_hidden_map_by_the_flow_after_its_step():
     for h, h0 in zip(st.hidden, st0.hidden):
         torch.testing.assert_close(h, warp_by_flow(h0, flow[:, 0]))
         assert not torch.allclose(h, h0)
+
+
+@pytest.mark.parametrize('hidden', [False, True])
+def test_gated_flow_leaves_an_idle_world_in_place_and_moves_it_under_a_key_or_a_turn(hidden):
+    m = tiny_latent(flow_warp=1.0, flow_gate=True, flow_hidden=hidden)    # zero-init head: no correction
+    torch.nn.init.normal_(m.flow_head.weight, std=0.3)
+    torch.nn.init.constant_(m.flow_head.bias, 0.5)
+    tok, lat = torch.randint(0, K, (1, 4, H, W)), torch.randn(1, 4, D, H, W)
+    a = torch.cat([actions(1, 1), actions(1, 1, keys=(0,)), actions(1, 1), actions(1, 1, yaw=3)], 1)
+    with torch.no_grad():
+        _, _, pred, flow = m(tok, a, latents=lat, return_latent=True, return_flow=True)
+    assert flow[0, 0].abs().max() == 0 and flow[0, 2].abs().max() == 0
+    torch.testing.assert_close(pred[:, [0, 2]], lat[:, [0, 2]], atol=1e-5, rtol=1e-5)   # idle: the frame stays
+    assert flow[0, 1].abs().min() > 0 and flow[0, 3].abs().min() > 0                    # W, a turn: it moves
 
 
 # ---------------------------------------------------------------- training
