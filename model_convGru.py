@@ -21,7 +21,8 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
                 logits over the codebook are minus half the squared distance to each code vector
   latent flow   (flow_warp > 0, latent models) a per-cell displacement predicted from the top map moves
                 the input latent (bilinear) before the correction is added: a walk's depth-dependent,
-                sub-cell motion moves content instead of being regressed (and averaged) by the head
+                sub-cell motion moves content instead of being regressed (and averaged) by the head;
+                flow_hidden moves the hidden maps by it too, flow_gate zeroes it on idle transitions
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
