@@ -5,7 +5,8 @@
 The learned flow of a latent model (model_convGru.py flow_warp, train.py LATENT_FLOW) moves frame t's latent
 by bilinear sampling. Here frame t's real latent (per-channel standardised) is moved by hand-made flows, a
 zoom about the centre (flow = k * (cell - centre): forward k > 0, back k < 0) or a sideways shift of dx cells
-(strafe left moves content right, dx > 0), and scored by its MSE to frame t+1's latent (the border 2 cells
+(strafe left moves content right, dx > 0), or the flow of walking over level ground seen by a level
+camera (rows under the horizon move down and outwards, the more the nearer; the sky stays), and scored by its MSE to frame t+1's latent (the border 2 cells
 left out), plain and with both sides blurred as train.py's LATENT_FLOW_WEIGHT loss does. Copying is flow 0.
 If every flow beats the copy on the idle world too, bilinear sampling wins by blurring, not by moving.
 """
@@ -24,6 +25,8 @@ from model_convGru import warp_by_flow  # noqa: E402
 from tokendata import TokenCache  # noqa: E402
 
 ZOOMS = (-0.04, -0.02, 0.0, 0.02, 0.04)     # cells of outward motion per cell from the centre, a step
+GROUNDS = (-0.01, -0.005, 0.005, 0.01)      # walking over flat ground, level camera: a cell d rows under the
+                                            # horizon (the middle row) moves k * d * (d, x - centre) cells
 SHIFTS = (-0.4, -0.2, 0.0, 0.2, 0.4)        # cells to the right, a step
 MAX_PAIRS = 200                              # per transition class
 
@@ -66,6 +69,8 @@ def main(argv=None):
         z0 = (torch.from_numpy(np.array(lat[sel])).float() - mean) / std
         z1 = (torch.from_numpy(np.array(lat[sel + 1])).float() - mean) / std
         flows = {f'zoom {k:+.2f}': torch.stack([k * xs, k * ys]) for k in ZOOMS if k}
+        below = (ys).clamp(min=0)                               # rows under the middle one
+        flows.update({f'ground {k:+.3f}': torch.stack([k * below * xs, k * below * below]) for k in GROUNDS})
         flows.update({f'shift {d:+.1f}': torch.stack([torch.full((H, W), d), torch.zeros(H, W)]) for d in SHIFTS if d})
         flows['copy'] = torch.zeros(2, H, W)
         r = res[name] = {'pairs': int(len(sel))}
