@@ -1,15 +1,16 @@
-# train.py preset: the latent world model with a learned flow (experiments/README.md z2, session 10), 60 minutes on
-# a 2-core CPU with both cores (2,000 steps, the whole cosine, in ~39 minutes). The model reads and predicts the
+# train.py preset: the latent world model with a learned flow (experiments/README.md z3, session 10), 60 minutes on
+# a 2-core CPU with both cores (2,000 steps, the whole cosine, in ~39 minutes alone). The model reads and predicts the
 # VQ-VAE's continuous pre-quantization latents (data from preprocess.py --latents); a per-cell flow, trained also
-# on its own blurred error, moves the input latent before the head's correction; an 8-step autoregressive tail
+# on its own blurred error and off when the camera is still and no key is down, moves the input latent before the
+# head's correction; an 8-step autoregressive tail
 # backpropagates through its own latents, fed back half way to their nearest codes.
 #   python preprocess.py --input data/blockworld --output runs/demo/tokens_lat --vqvae runs/demo/vqvae/vqvae.pt --latents
 #   python train.py config/demo_cpu.py config/blockworld_latent_flow_60min.py --DATA_DIR=runs/demo/tokens_lat
 #   python evaluate.py --ckpt runs/blockworld_latent_flow_60min --data runs/demo/tokens_lat --idm ...
-# Rolled out at its training snap (0.5, saved in the checkpoint) it follows 0.68 of the true-render ceiling (every
-# other run 0.54-0.65), strafes left / right 0.84 / 0.81 (the first greedy rollouts over the 0.70 target on any
-# key), W 0.49, looks 0.89 / 0.91, sensitivity 0.81; the idle world drifts (-1.1 dB under copy-last at 16 steps,
-# 512-step idle unique codes 0.45). --latent-snap 1 keeps it still (-0.6 dB) but follows 0.61.
+# Rolled out at its training snap (0.5, saved in the checkpoint) it follows 0.73 of the true-render ceiling (every
+# earlier run 0.54-0.68), strafes left / right 0.98 / 0.94 (the first keys over the 0.70 target), W 0.42, and keeps
+# the still world (CF idle -0.6 / -0.7 dB, 512-step idle unique codes 0.84); look down 0.84 and sensitivity 0.799
+# just miss, and every key stays 0.2-1.3 dB under copy-last. --latent-snap 1: still world -0.4 dB, following 0.67.
 OUT_DIR = 'runs/blockworld_latent_flow_60min'
 MODEL_OVERRIDES = {'embed_dim': 48, 'hidden_dim': 64, 'n_layers': 2, 'dilations': (1, 2), 'film_dim': 64,
                    'attn_dim': 32, 'attn_heads': 2, 'idm_dim': 32, 'idm_hidden': 128, 'channels_last': True}
@@ -20,6 +21,7 @@ LATENT_AR_GRAD = True        # the tail's loss reaches the steps whose drift it 
 LATENT_SNAP = 0.5            # the tail (and every rollout) feeds back its latent half way to its nearest codes
 LATENT_FLOW = 1.0            # a learned per-cell flow, at most 1 cell a step, moves the input latent
 LATENT_FLOW_WEIGHT = 10.0    # ... and learns on its own blurred error (its MSE is ~1/20 of the latent's)
+LATENT_FLOW_GATE = True      # ... and is zero on idle transitions: a small flow repeated on a still world blurs it
 SEMANTIC_WEIGHT = 0.0        # the latent MSE replaces the Gumbel codebook-space loss
 CORRUPT_MAX = 0.0            # token corruption: the latents are read, not the tokens
 ENTROPY_WEIGHT = 0.0
