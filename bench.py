@@ -25,7 +25,8 @@ RESULTS = 'bench/RESULTS.md'
 REPEATS = 5                  # timed runs per figure (the median is reported)
 WARMUP = 2                   # untimed runs first
 TRAIN_PRESETS = ('config/demo_cpu.py', 'config/gf_v62.py',        # '+' applies presets in turn
-                 'config/demo_cpu.py+config/blockworld_latent_gpu.py')   # the latent model (LATENTS)
+                 'config/demo_cpu.py+config/blockworld_latent_gpu.py',   # the latent model (LATENTS)
+                 'config/demo_cpu.py+config/blockworld_latent_flow_60min.py')   # + the learned flow
 CPU_V62_BATCH = 2            # the v6.2 batch (20) takes minutes per step on a CPU
 LIVE_STEPS = 40              # steps per timed live run
 ROLLOUT_BATCH_GPU, ROLLOUT_BATCH_CPU = 32, 8
