@@ -549,24 +549,30 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     return out
 
 
+def key_classes(actions_v5):
+    """v5 actions (N, 15) -> {class: bool mask}: 'idle' (camera still, no key), 'camera' (it moves), and
+    each of forward / strafe_left / back / strafe_right / jump alone with the camera still."""
+    import actions as A
+    a = np.asarray(actions_v5) > 0.5
+    still, keys = A.camera_still(a), a[:, 8:15]
+    classes = {'idle': still & ~keys.any(1), 'camera': ~still}
+    for i, name in enumerate(('forward', 'strafe_left', 'back', 'strafe_right', 'jump')):
+        classes[name] = still & keys[:, i] & (keys.sum(1) == 1)
+    return classes
+
+
 def flow_by_action(flow, act):
     """A flow_warp model's learned flow on teacher-forced windows, per kind of transition (camera still with
     no key or one key alone; camera moving): mean dx, dy (cells a step; + = right, down), mean |flow|, and
     the outward part (the flow along the direction away from the screen centre: > 0 content spreads from
     the centre, as walking forward shows it; < 0 walking back). flow (B*T, 2, H, W), act (B, T, 15)."""
-    import actions as A
     f = flow.float()
     H, W = f.shape[-2:]
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing='ij')
     away = torch.stack([xs * (W - 1) / 2, ys * (H - 1) / 2]).to(f.device)          # cells from the centre
     away = away / away.norm(dim=0).clamp(min=1e-6)
-    a = act.reshape(-1, act.shape[-1]).cpu().numpy() > 0.5
-    still, keys = A.camera_still(a), a[:, 8:15]
-    classes = {'idle': still & ~keys.any(1), 'camera': ~still}
-    for i, name in enumerate(('forward', 'strafe_left', 'back', 'strafe_right', 'jump')):
-        classes[name] = still & keys[:, i] & (keys.sum(1) == 1)
     out = {}
-    for name, m in classes.items():
+    for name, m in key_classes(act.reshape(-1, act.shape[-1]).cpu().numpy()).items():
         if m.any():
             g = f[torch.from_numpy(m).to(f.device)]
             out[name] = dict(n=int(m.sum()), dx=float(g[:, 0].mean()), dy=float(g[:, 1].mean()),

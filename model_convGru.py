@@ -587,7 +587,8 @@ class WorldModelConvFiLM(nn.Module):
         action t drives frame t -> t+1. Returns logits (B,T,K,H,W) (position t predicts frame t+1),
         the final state, with return_hidden the top map per step (B,T,C,H,W) for the IDM, and with
         return_latent (latent_dim > 0) the predicted raw latents (B,T,D,H,W), and with return_flow (flow_warp >
-        0) the learned flow (B,T,2,H,W). latents (B,T,D,H,W): the frames' raw pre-quantization latents, read
+        0) the learned flow (B,T,2,H,W) and the normalised input latent it moved, before the correction
+        (B,T,D,H,W). latents (B,T,D,H,W): the frames' raw pre-quantization latents, read
         instead of the tokens' code vectors (latent_dim > 0)."""
         cfg = self.config
         B, T = tokens.shape[:2]
@@ -634,7 +635,7 @@ class WorldModelConvFiLM(nn.Module):
             tops.append(out[0])
             hidden = list(out[1:])
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
-                flows.append(self.flow(out[0]) if moving is None else self.flow(out[0]) * moving[:, t])
+                flows.append(self.flow(out[0], None if moving is None else moving[:, t]))
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
                 hidden = [warp_by_flow(h.float(), flows[-1]).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
@@ -648,10 +649,10 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
             u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
             if cfg.flow_warp:
-                flow = torch.stack(flows, 1).flatten(0, 1) if flows else self.flow(top.flatten(0, 1))
-                if moving is not None and not flows:
-                    flow = flow * moving.flatten(0, 1)
+                flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
+                        self.flow(top.flatten(0, 1), None if moving is None else moving.flatten(0, 1)))
                 u = warp_by_flow(u, flow)
+                moved = u
             u = u + logits.float()
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])
             logits = self.latent_logits(u)
@@ -661,12 +662,16 @@ class WorldModelConvFiLM(nn.Module):
         new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None,
                                     None if pred is None else pred[:, -1])
         out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
-        return out + ((flow.view(B, T, *flow.shape[1:]),) if return_flow else ())
+        if return_flow:
+            out = out + (flow.view(B, T, *flow.shape[1:]), moved.view(B, T, *moved.shape[1:]))
+        return out
 
-    def flow(self, top):
-        """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32."""
+    def flow(self, top, moving=None):
+        """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32; times
+        moving (N, 1, 1, 1), the flow_gate mask, when given."""
         with torch.autocast(top.device.type, enabled=False):   # sub-cell positions: bf16 has 3 digits
-            return self.config.flow_warp * torch.tanh(self.flow_head(top.float()))
+            f = self.config.flow_warp * torch.tanh(self.flow_head(top.float()))
+        return f if moving is None else f * moving
 
     def step(self, tokens_t, action_t, state, return_hidden=False, latent_t=None):
         """One frame: tokens_t (B,H,W) long or (B,K,H,W) probs, action_t (B,A) -> logits (B,K,H,W)

@@ -127,8 +127,7 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
-from model_convGru import (PRESETS, WorldModelConvFiLM, idm_loss, load_world_model, save_world_model,  # noqa: E402
-                           warp_by_flow)
+from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
 from rollout import (amp_dtype, autocast, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -257,13 +256,10 @@ class WindowLoss(torch.nn.Module):
         logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], return_hidden=True, **lat_kw,
                                               **(dict(return_flow=True) if flow_loss else {}))
         if flow_loss:   # the flow alone: the (camera-warped) input moved by it against the next latent, blurred
-            flow = pred_lat.pop().flatten(0, 1)
-            moved = warp_by_flow(model.embed_tokens(inp, actions[:, :tf_len], latents=lat_in)[:, :, :cfg.latent_dim]
-                                 .flatten(0, 1).float(), flow)
-            blur = lambda z: F.avg_pool2d(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False), 3, 1, 1,
-                                          count_include_pad=False)
+            moved = pred_lat.pop().flatten(0, 1)
+            pred_lat.pop()                                                           # the flow itself
             nxt = model.normalise_latent(latents[:, 1:tf_len + 1]).flatten(0, 1)
-            flow_mse = (blur(moved) - blur(nxt)).pow(2).mean()
+            flow_mse = (flow_blur(moved) - flow_blur(nxt)).pow(2).mean()
         all_logits, tops = [logits], [top]
         prev, cur = logits[:, -1], inp[:, -1]
         for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
@@ -458,6 +454,13 @@ def train_camera_degrees(data_dir, manifest):
         raise ValueError(f"{data_dir}: no train clips to calibrate the camera warp on")
     deg = np.concatenate(rows).astype(np.float64)
     return deg[:, 0], deg[:, 1]
+
+
+def flow_blur(z):
+    """The blur LATENT_FLOW_WEIGHT's loss compares through: a 3x3 box twice. A warp's gradient on a block
+    texture points anywhere past a fraction of a cell; blurred, the basin is wider, and a warp no longer
+    pays for blurring what does not move."""
+    return F.avg_pool2d(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False), 3, 1, 1, count_include_pad=False)
 
 
 def latent_overrides(c, vq):

@@ -17,33 +17,19 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from evaluate import key_classes  # noqa: E402
 from model_convGru import warp_by_flow  # noqa: E402
 from tokendata import TokenCache  # noqa: E402
+from train import flow_blur as blur  # noqa: E402
 
 ZOOMS = (-0.04, -0.02, 0.0, 0.02, 0.04)     # cells of outward motion per cell from the centre, a step
 GROUNDS = (-0.01, -0.005, 0.005, 0.01)      # walking over flat ground, level camera: a cell d rows under the
                                             # horizon (the middle row) moves k * d * (d, x - centre) cells
 SHIFTS = (-0.4, -0.2, 0.0, 0.2, 0.4)        # cells to the right, a step
 MAX_PAIRS = 200                              # per transition class
-
-
-def blur(z):
-    """The blur of train.py's flow loss: a 3x3 box twice."""
-    return F.avg_pool2d(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False), 3, 1, 1, count_include_pad=False)
-
-
-def isolated(actions):
-    """v5 actions [N, 15] -> {class: mask}: the camera still and no key, or one of W A S D alone."""
-    a = actions > 0.5
-    still, keys = a[:, 2] & a[:, 6], a[:, 8:15]
-    out = {'idle': still & ~keys.any(1)}
-    for name, i in (('forward', 0), ('strafe_left', 1), ('back', 2), ('strafe_right', 3)):
-        out[name] = still & keys[:, i] & (keys.sum(1) == 1)
-    return out
 
 
 def main(argv=None):
@@ -62,8 +48,9 @@ def main(argv=None):
     H, W = cache.grid
     ys, xs = torch.meshgrid(torch.arange(H) - (H - 1) / 2, torch.arange(W) - (W - 1) / 2, indexing='ij')
     res = {}
-    for name, m in isolated(np.asarray(cache.actions)[rows]).items():
-        sel = rows[m][:MAX_PAIRS]
+    classes = key_classes(np.asarray(cache.actions)[rows])
+    for name in ('idle', 'forward', 'strafe_left', 'back', 'strafe_right'):
+        sel = rows[classes[name]][:MAX_PAIRS]
         if not len(sel):
             continue
         z0 = (torch.from_numpy(np.array(lat[sel])).float() - mean) / std

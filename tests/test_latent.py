@@ -296,9 +296,10 @@ def test_flow_hidden_moves_every_hidden_map_by_the_flow_after_its_step():
     still.load_state_dict(m.state_dict())
     tok, a, lat = torch.randint(0, K, (2, 1, H, W)), actions(2, 1, keys=(0,)), torch.randn(2, 1, D, H, W)
     with torch.no_grad():
-        _, st, flow = m(tok, a, latents=lat, return_flow=True)
+        _, st, flow, moved = m(tok, a, latents=lat, return_flow=True)
         _, st0 = still(tok, a, latents=lat)
     assert flow.abs().max() > 0.1
+    torch.testing.assert_close(moved[:, 0], warp_by_flow(m.normalise_latent(lat[:, 0]), flow[:, 0]))   # no camera
     for h, h0 in zip(st.hidden, st0.hidden):
         torch.testing.assert_close(h, warp_by_flow(h0, flow[:, 0]))
         assert not torch.allclose(h, h0)
@@ -312,7 +313,7 @@ def test_gated_flow_leaves_an_idle_world_in_place_and_moves_it_under_a_key_or_a_
     tok, lat = torch.randint(0, K, (1, 4, H, W)), torch.randn(1, 4, D, H, W)
     a = torch.cat([actions(1, 1), actions(1, 1, keys=(0,)), actions(1, 1), actions(1, 1, yaw=3)], 1)
     with torch.no_grad():
-        _, _, pred, flow = m(tok, a, latents=lat, return_latent=True, return_flow=True)
+        _, _, pred, flow, _ = m(tok, a, latents=lat, return_latent=True, return_flow=True)
     assert flow[0, 0].abs().max() == 0 and flow[0, 2].abs().max() == 0
     torch.testing.assert_close(pred[:, [0, 2]], lat[:, [0, 2]], atol=1e-5, rtol=1e-5)   # idle: the frame stays
     assert flow[0, 1].abs().min() > 0 and flow[0, 3].abs().min() > 0                    # W, a turn: it moves
