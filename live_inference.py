@@ -139,7 +139,7 @@ class Engine:
         self.tokens = next_tokens(self.model, logits, self.tokens, action, dict(
             mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator, offset)
         if self.state.latent is not None:   # a latent model's next input, fed back as rollout.rollout does
-            self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.latent_snap)
+            self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.latent_snap, action=action)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)

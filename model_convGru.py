@@ -44,7 +44,14 @@ from atomicio import atomic_torch_save
 V5_ACTION_DIM = 15
 YAW_SLICE, PITCH_SLICE, KEYS_SLICE = slice(0, 5), slice(5, 8), slice(8, 15)
 CAMERA_SLICE, MOVE_SLICE = slice(0, 8), slice(8, 15)
+
+
+def moving_actions(actions):
+    """(..., 15) encoded v5 actions -> (...) bool: the camera turns or looks, or W, A, S, D or jump is down."""
+    a = actions.float() > 0.5
+    return ~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)     # yaw bin 2 / pitch bin 6: still
 CAMERA_WARPS = ('input', 'hidden', 'none')
+FLOW_MODES = ('bilinear', 'bicubic')
 
 
 @dataclass
@@ -98,6 +105,10 @@ class WorldModelConfig:
     latent_dim: int = 0
     latent_snap: float = 0.0           # a rollout feeds back its predicted latent moved this share of the way to
                                        # the codes of the tokens it decoded (rollout.snap_latent); 1 = the codes
+    # the snap after a moving transition (camera or a movement key, 15-D layout), < 0: latent_snap. A snap drops
+    # the sub-cell position a move left in the latent (experiments/warp_blur.py: 2.8 dB over 8 strafe steps);
+    # a still world needs it, a moving one may not
+    latent_snap_moving: float = -1.0
     # learned flow (latent models only; 0 = off): the largest per-cell displacement, in cells a step, of a flow
     # (dx, dy) = flow_warp * tanh(3x3 conv of the top map), zero at init, that moves the (camera-warped) input
     # latent by bilinear sampling before the head's correction is added. The camera warp moves the whole
@@ -113,6 +124,10 @@ class WorldModelConfig:
     # the flow is zero on a transition with the camera still and no movement key down (15-D layout): the flow is
     # the view's own motion, and a small flow repeated on an idle world is a blur that grows (z0, experiments)
     flow_gate: bool = False
+    # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
+    # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
+    # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact
+    flow_mode: str = 'bilinear'
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -148,8 +163,15 @@ class WorldModelConfig:
         if self.flow_warp < 0 or (self.flow_warp and not self.latent_dim):
             raise ValueError(f"flow_warp={self.flow_warp} moves the input latent: it needs latent_dim > 0 and "
                              f"a value >= 0 (0 = off)")
-        if (self.flow_hidden or self.flow_gate) and not self.flow_warp:
-            raise ValueError("flow_hidden / flow_gate act on the learned flow: they need flow_warp > 0")
+        if self.latent_snap_moving >= 0 and self.action_dim != V5_ACTION_DIM:
+            raise ValueError(f"latent_snap_moving reads the camera bins and keys of the 15-D layout, not "
+                             f"action_dim={self.action_dim}")
+        if self.latent_snap_moving > 1:
+            raise ValueError(f"latent_snap_moving={self.latent_snap_moving}: a share in [0, 1], or < 0 for latent_snap")
+        if self.flow_mode not in FLOW_MODES:
+            raise ValueError(f"flow_mode must be one of {FLOW_MODES}, got {self.flow_mode!r}")
+        if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear') and not self.flow_warp:
+            raise ValueError("flow_hidden / flow_gate / flow_mode act on the learned flow: they need flow_warp > 0")
         if self.flow_gate and self.action_dim != V5_ACTION_DIM:
             raise ValueError(f"flow_gate reads the camera bins and keys of the 15-D layout, not action_dim={self.action_dim}")
 
@@ -249,15 +271,16 @@ def shift_maps(x, dx, dy):
     return x * valid[:, None, :, None]
 
 
-def warp_by_flow(x, flow):
+def warp_by_flow(x, flow, mode='bilinear'):
     """Move the content of x (N, C, H, W) by flow (N, 2, H, W) = (dx right, dy down) in cells: out[p] =
-    x[p - flow[p]], bilinear, the border cells repeated where the source falls off the map."""
+    x[p - flow[p]], interpolated (mode: 'bilinear' or 'bicubic'), the border cells repeated where the source
+    falls off the map."""
     N, C, H, W = x.shape
     ys, xs = torch.meshgrid(torch.arange(H, device=x.device, dtype=flow.dtype),
                             torch.arange(W, device=x.device, dtype=flow.dtype), indexing='ij')
     gx = (xs - flow[:, 0]) * (2 / max(W - 1, 1)) - 1        # align_corners=True: -1 / 1 are the edge cells' centres
     gy = (ys - flow[:, 1]) * (2 / max(H - 1, 1)) - 1
-    return F.grid_sample(x, torch.stack([gx, gy], -1), mode='bilinear', padding_mode='border', align_corners=True)
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode=mode, padding_mode='border', align_corners=True)
 
 
 class ConvGRUCell(nn.Module):
@@ -622,8 +645,7 @@ class WorldModelConvFiLM(nn.Module):
 
         moving = None
         if cfg.flow_gate:   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
-            a = actions.float() > 0.5
-            moving = (~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)).float()[..., None, None, None]
+            moving = moving_actions(actions).float()[..., None, None, None]
         hidden, tops, flows = list(state.hidden), [], []
         for t in range(T):
             args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],
@@ -637,7 +659,7 @@ class WorldModelConvFiLM(nn.Module):
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
                 flows.append(self.flow(out[0], None if moving is None else moving[:, t]))
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-                hidden = [warp_by_flow(h.float(), flows[-1]).to(h.dtype).contiguous(memory_format=fmt)
+                hidden = [warp_by_flow(h.float(), flows[-1], cfg.flow_mode).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
         top = torch.stack(tops, 1)
 
@@ -651,7 +673,7 @@ class WorldModelConvFiLM(nn.Module):
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
                         self.flow(top.flatten(0, 1), None if moving is None else moving.flatten(0, 1)))
-                u = warp_by_flow(u, flow)
+                u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])

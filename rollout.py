@@ -6,6 +6,8 @@ live_inference.py, evaluate.py), so what training measures is what play shows.
 import torch
 import torch.nn.functional as F
 
+from model_convGru import moving_actions
+
 
 def amp_dtype(device, dtype='bf16'):
     """The autocast dtype a DTYPE setting gives on `device`, or None for fp32: bf16/fp16 on CUDA; bf16 on
@@ -123,12 +125,18 @@ def display_frames(vq, logits, tokens, held=None, mode='tokens', latent=None):
     return vq.decoder(emb).float()
 
 
-def snap_latent(model, latent, tokens, snap, reencode=None):
+def snap_latent(model, latent, tokens, snap, reencode=None, action=None, snap_moving=None):
     """The latent a rollout feeds back: the prediction moved a share `snap` of the way to the code vectors of
     the tokens it decoded (0: the prediction itself; 1: the codes, as a token model reads its samples). A
     regression fed its own output drifts off the codes it was trained on; the codes do not drift.
+    snap_moving (None: the model's config.latent_snap_moving; < 0: snap): the share instead where action
+    (B, A), the transition that made the latent, moved (model_convGru.moving_actions).
     reencode (a VQ-VAE): then through its decoder and encoder, back to a latent of a picture."""
-    if snap:
+    snap_moving = model.config.latent_snap_moving if snap_moving is None else snap_moving
+    if snap_moving >= 0 and action is not None:
+        share = torch.where(moving_actions(action), float(snap_moving), float(snap))
+        latent = torch.lerp(latent.float(), model.code_latents(tokens), share.to(latent.device).view(-1, 1, 1, 1))
+    elif snap:
         latent = torch.lerp(latent.float(), model.code_latents(tokens), float(snap))
     if reencode is not None:
         latent = reencode.encoder(reencode.decoder(latent.to(reencode.quantizer.embed.dtype))).float()
@@ -155,7 +163,7 @@ def warm_up(model, context_tokens, context_actions, state=None, context_latents=
 @torch.no_grad()
 def rollout(model, context_tokens, context_actions, actions, steps=None, sampling=None, state=None,
             generator=None, return_logits=False, vq=None, display='tokens', context_latents=None, latent_snap=None,
-            latent_reencode=None):
+            latent_reencode=None, latent_snap_moving=None):
     """Open-loop rollout: warm up on the context, then feed the model its own samples.
 
     context_tokens (B, T, H, W) long, context_actions (B, T-1, A) (may be empty for T = 1),
@@ -165,7 +173,8 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     given (display_frames' `display` mode). A latent model (latent_dim > 0) reads context_latents
     (B, T, D, H, W) when given (else the context tokens' code vectors), then its own predicted latents;
     the tokens it returns are sampled from its distance logits (greedy: the nearest codes); latent_snap (None:
-    the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent);
+    the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent;
+    latent_snap_moving, None: the model's config.latent_snap_moving, the share after a moving transition);
     latent_reencode (a VQ-VAE) then sends it through that VQ-VAE's decoder and encoder: back to a latent of
     a picture, sub-cell phase included, whatever the regression drifted off to.
     """
@@ -189,7 +198,7 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
         if vq is not None:
             frames.append(display_frames(vq, logits, cur, held, display, lat))
         if lat is not None:
-            lat = snap_latent(model, lat, cur, latent_snap, latent_reencode)
+            lat = snap_latent(model, lat, cur, latent_snap, latent_reencode, actions[:, n], latent_snap_moving)
     res = [torch.stack(out, 1), state]
     if return_logits:
         res.append(torch.stack(logits_out, 1))

@@ -51,6 +51,8 @@ LATENT_AR_GRAD = False       # the AR tail's fed-back latents keep their gradien
                              # of later steps can reach the steps that caused it
 LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it is saved in its config) feeds back
                              # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
+LATENT_SNAP_MOVING = -1.0    # >= 0: the snap after a transition that moves (camera or a key), < 0: LATENT_SNAP. A
+                             # snap drops the sub-cell position a move left in the latent; a still world needs it
 LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
                              # before the head's correction (model flow_warp): a walk moves near things more than
                              # far ones, by less than a cell a frame, which a regression head can only blur
@@ -61,6 +63,8 @@ LATENT_FLOW_WEIGHT = 0.0     # > 0: the flow also learns on its own: MSE between
 LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no movement key is down (model flow_gate)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
+LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
+                             # step; a fractional shift repeated every step is a blur that compounds with bilinear
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -271,7 +275,7 @@ class WindowLoss(torch.nn.Module):
             lat_t = None
             if cfg.latent_dim:
                 lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
-                lat_t = snap_latent(model, lat_t, fb, cfg.latent_snap)
+                lat_t = snap_latent(model, lat_t, fb, cfg.latent_snap, action=actions[:, t - 1])
             prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True, latent_t=lat_t)
             cur = fb
             all_logits.append(prev[:, None])
@@ -467,8 +471,9 @@ def latent_overrides(c, vq):
     """The WorldModelConfig fields the LATENT* constants of config c set (none without LATENTS)."""
     if not c['LATENTS']:
         return {}
-    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], flow_warp=c['LATENT_FLOW'],
-                flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'])
+    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
+                flow_warp=c['LATENT_FLOW'],
+                flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'], flow_mode=c['LATENT_FLOW_MODE'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):

@@ -11,7 +11,7 @@ import torch
 import gfdata
 from model_convGru import (WorldModelConfig, WorldModelConvFiLM, load_world_model, save_world_model, shift_maps,
                            warp_by_flow)
-from rollout import display_frames, rollout
+from rollout import display_frames, rollout, snap_latent
 from tests.conftest import TINY
 from tests.test_train import metrics, run_train
 from tokendata import TokenCache, WindowDataset
@@ -149,6 +149,14 @@ def test_latent_config_errors():
         WorldModelConfig(latent_dim=8, flow_gate=True)
     with pytest.raises(ValueError, match='flow_gate'):
         WorldModelConfig(latent_dim=8, flow_warp=1.0, flow_gate=True, action_dim=5, camera_warp='none')
+    with pytest.raises(ValueError, match='flow_mode'):
+        WorldModelConfig(latent_dim=8, flow_mode='bicubic')        # no flow to interpolate
+    with pytest.raises(ValueError, match='flow_mode'):
+        WorldModelConfig(latent_dim=8, flow_warp=1.0, flow_mode='nearest')
+    with pytest.raises(ValueError, match='latent_snap_moving'):
+        WorldModelConfig(latent_dim=8, latent_snap_moving=1.5)
+    with pytest.raises(ValueError, match='latent_snap_moving'):
+        WorldModelConfig(latent_dim=8, latent_snap_moving=0.0, action_dim=5, camera_warp='none')
     token_model = WorldModelConvFiLM(WorldModelConfig(codebook_size=K, embed_dim=8, hidden_dim=8, n_layers=2,
                                                       height=H, width=W, attn_dim=8, attn_heads=2, idm_dim=8,
                                                       idm_pool=(2, 2), idm_hidden=8, film_dim=8))
@@ -221,6 +229,26 @@ def test_snapped_rollout_feeds_back_the_latent_moved_towards_its_tokens_codes():
     assert not torch.equal(none, quarter) and not torch.equal(none, full)
 
 
+def test_snap_after_a_moving_transition_is_its_own_share():
+    ctx_tok, ctx_act, ctx_lat, _ = context(Tc=2, N=4)
+    acts = torch.cat([actions(1, 4), actions(1, 4, keys=(1,))])          # sample 0 idle, sample 1 strafes
+    acts[1, 2] = actions(1, 1, yaw=4)[0, 0]                             # ... then turns
+    m = tiny_latent(zero_init_head=False, latent_snap=0.5, latent_snap_moving=0.0)
+    codes = lambda t: m.codebook[t].movedim(-1, 1)
+    moved = torch.tensor([False, True]).view(2, 1, 1, 1)
+    got, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat)
+    want = by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: torch.where(moved, z, 0.5 * z + 0.5 * codes(t)))[0]
+    assert torch.equal(got, want)
+    same, _ = rollout(m, ctx_tok, ctx_act, acts, context_latents=ctx_lat, latent_snap_moving=-1.0)   # 0.5 for both
+    assert torch.equal(same, by_hand(m, ctx_tok, ctx_act, ctx_lat, acts, lambda z, t: 0.5 * z + 0.5 * codes(t))[0])
+    assert torch.equal(same[0], got[0]) and not torch.equal(same[1], got[1])
+    z, t = torch.randn(3, D, H, W), torch.randint(0, K, (3, H, W))
+    a = torch.cat([actions(1, 1), actions(1, 1, pitch=0), actions(1, 1, keys=(4,))])[:, 0]   # idle, look up, jump
+    out = snap_latent(m, z, t, 1.0, action=a, snap_moving=0.25)
+    torch.testing.assert_close(out[0], codes(t)[0])
+    torch.testing.assert_close(out[1:], 0.75 * z[1:] + 0.25 * codes(t)[1:])
+
+
 def test_reencoded_rollout_feeds_back_the_latent_of_the_decoded_picture():
     m = tiny_latent(zero_init_head=False)
     torch.manual_seed(2)
@@ -236,13 +264,13 @@ def test_live_play_feeds_back_latents_as_offline_rollouts_do():
     import actions as A
     import inference as I
     import live_inference as L
-    m = tiny_latent(zero_init_head=False)
+    m = tiny_latent(zero_init_head=False, latent_snap_moving=0.0)    # the snap reads each step's action too
     torch.manual_seed(1)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
     edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
     ctx = I.Context(torch.randint(0, K, (3, H, W)), actions(1, 2, keys=(0,))[0], 'npz', '<test>')
-    recs = [dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0,
-                                                                          pitch_deg=-2.0)] * 3
+    recs = ([dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=0.0,
+             pitch_deg=0.0)] * 2 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0, pitch_deg=-2.0)] * 3)
     acts = torch.from_numpy(A.encode_records(recs, edges))
     played = {}
     for snap in (0.0, 0.5):
@@ -268,6 +296,35 @@ def test_warp_by_flow_moves_each_cell_by_its_own_flow():
     torch.testing.assert_close(y[:, :, :H // 2, 0], x[:, :, :H // 2, 0])        # the border cell repeated
     torch.testing.assert_close(y[:, :, H // 2:-1], (x[:, :, H // 2:-1] + x[:, :, H // 2 + 1:]) / 2)
     torch.testing.assert_close(y[:, :, -1], x[:, :, -1])
+
+
+def test_bicubic_flow_moves_whole_cells_exactly_and_blurs_less_than_bilinear_between_them():
+    x = torch.randn(4, 3, H, W)
+    flow = torch.zeros(4, 2, H, W)
+    flow[:, 0] = 1.0
+    torch.testing.assert_close(warp_by_flow(x, flow, 'bicubic'), warp_by_flow(x, flow))   # a whole cell: exact
+    flow[:, 0] = 0.3
+    flat = torch.full((1, 1, H, W), 2.5)
+    torch.testing.assert_close(warp_by_flow(flat, flow[:1], 'bicubic'), flat)   # its weights sum to 1
+    # a fractional shift repeated: bilinear averages neighbours every step, bicubic keeps more of the detail
+    keep = {}
+    for mode in ('bilinear', 'bicubic'):
+        y = x
+        for _ in range(4):
+            y = warp_by_flow(y, flow, mode)
+        keep[mode] = y[..., 4:-2].std() / x.std()
+    assert keep['bicubic'] > keep['bilinear'] + 0.1, keep
+
+
+def test_a_bicubic_flow_model_moves_its_input_latent_bicubically():
+    m = tiny_latent(flow_warp=1.0, flow_mode='bicubic')
+    torch.nn.init.normal_(m.flow_head.weight, std=0.3)
+    tok, a, lat = torch.randint(0, K, (2, 1, H, W)), actions(2, 1, keys=(0,)), torch.randn(2, 1, D, H, W)
+    with torch.no_grad():
+        _, _, flow, moved = m(tok, a, latents=lat, return_flow=True)
+    u = m.normalise_latent(lat[:, 0])
+    torch.testing.assert_close(moved[:, 0], warp_by_flow(u, flow[:, 0], 'bicubic'))
+    assert not torch.allclose(moved[:, 0], warp_by_flow(u, flow[:, 0]))
 
 
 @pytest.mark.parametrize('hidden', [False, True])
@@ -430,7 +487,8 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     from test_idm import shared_idm
     out = tmp_path / 'run'
     run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
-              '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
+              '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', '--LATENT_FLOW_MODE=bicubic',
+              '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
     mse = [r['train/latent_mse'] for r in metrics(out) if 'train/latent_mse' in r]
@@ -439,13 +497,15 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     model, ck = load_world_model(out / 'ckpt_0000040.pt', weights_only=False)
     vq = load_vqvae(latent_data['vq'])
     assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True and model.config.flow_warp == 0.5
+    assert (model.config.flow_mode, model.config.latent_snap, model.config.latent_snap_moving) == ('bicubic', 0.5, 0.0)
     assert torch.equal(model.codebook, vq.quantizer.embed.float())
     lat = torch.from_numpy(np.array(TokenCache(latent_data['data']).latents)).float()
     assert model.latent_mean.numpy() == pytest.approx(lat.mean((0, 2, 3)).numpy(), abs=0.1)
     idm = shared_idm(tmp_path_factory)
     res = E.main(['--ckpt', str(out), '--data', latent_data['data'], '--idm', idm['path'],
-                  '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu', '--display', 'latent'])
-    assert res['settings']['display'] == 'latent'
+                  '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu', '--display', 'latent',
+                  '--latent-snap-moving', '-1'])
+    assert res['settings']['display'] == 'latent' and res['settings']['latent_snap_moving'] == -1
     cf = res['scripted']['counterfactual']['per_action']['forward']
     assert len(cf['model']['psnr']) == len(res['settings']['cf_horizons'])
     assert 0 <= res['teacher_forced']['model']['token_acc'] <= 1
