@@ -3,7 +3,9 @@
     python experiments/summarize.py runs/exp/e0_base runs/exp/e1_coords_actions ...
 
 Reads <run>/eval/eval.json (evaluate.py) and prints a markdown table; `--targets` adds a row of
-the issue's targets and marks each figure that meets its target with a check mark. The counterfactual
+the issue's targets and marks each figure that meets its target with a check mark; `--per-action` adds a
+second table: each scripted action's counterfactual PSNR gain over copy-last at 8 / 16 frames (the
+target asks +2 dB of every moving one) and, for flow models, the learned flow per kind of transition. The counterfactual
 columns are at 8 and 16 world frames (model steps 4 and 8 for data tokenized at half the world's rate).
 """
 import argparse
@@ -58,6 +60,37 @@ def figures(run):
     return out
 
 
+def per_action_gains(run):
+    """{scripted action: (dB over copy-last at 8 world frames, at 16)} and the learned flow (eval.json
+    teacher_forced.flow, {} for models without one)."""
+    r = json.load(open(os.path.join(run, 'eval', 'eval.json')))
+    cf = r['scripted']['counterfactual']
+    hz = [h * r['scripted'].get('frame_step', 1) for h in cf['horizons']]
+    gains = {a: tuple(v['model']['psnr'][hz.index(h)] - v['copy_last']['psnr'][hz.index(h)] if h in hz else None
+                      for h in (8, 16)) for a, v in cf['per_action'].items()}
+    return gains, r['teacher_forced'].get('flow', {})
+
+
+def per_action_table(runs):
+    rows, flows = [], []
+    for run in runs:
+        try:
+            gains, flow = per_action_gains(run)
+        except (OSError, KeyError, ValueError):
+            continue
+        name = os.path.basename(run.rstrip('/'))
+        if not rows:
+            rows += ['| run | ' + ' | '.join(f"{SHORT.get(a, a)} +dB@8/16" for a in gains) + ' |',
+                     '|---' * (len(gains) + 1) + '|']
+        rows.append(f"| {name} | " + ' | '.join('/'.join(fmt(g, 'cf_') for g in gains[a]) for a in gains) + ' |')
+        if flow:
+            flows.append(f"| {name} | " + ' | '.join(f"{k}: {v['abs']:.2f} / {v['dx']:+.2f} / {v['outward']:+.2f}"
+                                                    for k, v in flow.items()) + ' |')
+    if flows:
+        rows += ['', 'learned flow, teacher-forced, cells a step: |flow| / dx / outward', ''] + flows
+    return rows
+
+
 def fmt(v, key=None, mark=False):
     if v is None:
         return '–'
@@ -83,6 +116,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('runs', nargs='+')
     p.add_argument('--targets', action='store_true')
+    p.add_argument('--per-action', action='store_true', help="each action's CF gain over copy-last; the flow")
     args = p.parse_args(argv)
     lines = ['| run | ' + ' | '.join(HEAD[c] for c in COLUMNS) + ' |', '|---' * (len(COLUMNS) + 1) + '|']
     if args.targets:
@@ -96,6 +130,8 @@ def main(argv=None):
             print(f"skipping {run}: {e}")
             continue
         lines.append(f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(fmt(f[c], c, args.targets) for c in COLUMNS) + ' |')
+    if args.per_action:
+        lines += [''] + per_action_table(args.runs)
     print('\n'.join(lines))
 
 

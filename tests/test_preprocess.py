@@ -232,7 +232,10 @@ def test_fps8_keeps_every_second_frame_and_sums_the_camera(base, bwdata, vq, tmp
         K = (N_FRAMES + 1) // 2
         assert z['tokens'].shape == (K, 18, 32) and z['actions'].shape == (K - 1, 15)
         assert list(z['frame_index']) == list(range(0, N_FRAMES, 2))
-        assert np.array_equal(z['tokens'], ref['tokens'][::2])
+        # the same frames, encoded in other batches: some CPUs pick other convolution kernels per batch size, and
+        # an argmin at a near-tie can flip (1 cell in 5,760 on an AMD EPYC); the neighbouring frame differs on ~25%
+        assert (z['tokens'] != ref['tokens'][::2]).mean() < 1e-3
+        assert (z['tokens'][:-1] != ref['tokens'][1::2][:K - 1]).mean() > 0.1
         recs = records(bwdata, stem)
         yaw = np.array([r['yaw'] for r in recs])[::2]
         pitch = np.array([r['pitch'] for r in recs])[::2]
