@@ -32,15 +32,21 @@ SHIFTS = (-0.4, -0.2, 0.0, 0.2, 0.4)        # cells to the right, a step
 MAX_PAIRS = 200                              # per transition class
 
 
+def latent_cache(path):
+    """The TokenCache of a preprocess.py --latents folder (one torch thread: these scripts run beside training)."""
+    torch.set_num_threads(1)
+    cache = TokenCache(path)
+    if not cache.latent_dim:
+        sys.exit(f"{path}: no latents (run preprocess.py --latents)")
+    return cache
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('data', help='a preprocess.py --latents output folder')
     p.add_argument('--out', default=None, help='write the figures as JSON here')
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    cache = TokenCache(args.data)
-    if not cache.latent_dim:
-        sys.exit(f"{args.data}: no latents (run preprocess.py --latents)")
+    cache = latent_cache(args.data)
     rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1) for c in cache.clips])
     lat = cache.latents
     sample = torch.from_numpy(np.array(lat[rows[::max(1, len(rows) // 2000)]])).float()

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from latent_flow_fit import latent_cache  # noqa: E402
 from model_convGru import warp_by_flow  # noqa: E402
-from tokendata import TokenCache  # noqa: E402
 from vqvae import load_vqvae  # noqa: E402
 
 SHIFT = 0.25         # cells a step (a strafe moves ~0.2-0.3)
@@ -39,10 +40,7 @@ def main(argv=None):
     p.add_argument('vqvae', help='the VQ-VAE the latents came from')
     p.add_argument('--out', default=None, help='write the figures as JSON here')
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    cache = TokenCache(args.data)
-    if not cache.latent_dim:
-        sys.exit(f"{args.data}: no latents (run preprocess.py --latents)")
+    cache = latent_cache(args.data)
     vq = load_vqvae(args.vqvae).eval()
     rows = np.concatenate([np.arange(c['start'], c['start'] + c['length']) for c in cache.clips
                            if c['split'] == 'val'])
