@@ -67,7 +67,7 @@ $(DEMO)/eval/eval.json: $(DEMO)/wm/.done $(DEMO)/idm.pt
 
 # What the experiments in experiments/README.md read (git-ignored, so a fresh clone rebuilds them):
 # the demo's 40 clips, a 12-minute demo tokenizer, an IDM on its decoded frames, and the clips
-# tokenized with latents at the bin edges every experiment used. About 25 minutes on 2 cores.
+# tokenized with latents at the bin edges every experiment used. About 22 minutes on 2 cores.
 EXP_VQ     := runs/vqvae_demo_check/vqvae.pt
 EXP_IDM    := runs/idm_demo_check/idm.pt
 EXP_TOKENS := runs/exp/tokens_lat/manifest.json
