@@ -44,14 +44,14 @@ from atomicio import atomic_torch_save
 V5_ACTION_DIM = 15
 YAW_SLICE, PITCH_SLICE, KEYS_SLICE = slice(0, 5), slice(5, 8), slice(8, 15)
 CAMERA_SLICE, MOVE_SLICE = slice(0, 8), slice(8, 15)
+CAMERA_WARPS = ('input', 'hidden', 'none')
+FLOW_MODES = ('bilinear', 'bicubic')
 
 
 def moving_actions(actions):
     """(..., 15) encoded v5 actions -> (...) bool: the camera turns or looks, or W, A, S, D or jump is down."""
     a = actions.float() > 0.5
     return ~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)     # yaw bin 2 / pitch bin 6: still
-CAMERA_WARPS = ('input', 'hidden', 'none')
-FLOW_MODES = ('bilinear', 'bicubic')
 
 
 @dataclass
@@ -106,8 +106,8 @@ class WorldModelConfig:
     latent_snap: float = 0.0           # a rollout feeds back its predicted latent moved this share of the way to
                                        # the codes of the tokens it decoded (rollout.snap_latent); 1 = the codes
     # the snap after a moving transition (camera or a movement key, 15-D layout), < 0: latent_snap. A snap drops
-    # the sub-cell position a move left in the latent (experiments/warp_blur.py: 2.8 dB over 8 strafe steps);
-    # a still world needs it, a moving one may not
+    # the sub-cell position a move left in the latent (experiments/warp_blur.py: 2.8 dB over 8 strafe steps),
+    # but without it a moving rollout runs off within 4-8 steps (experiments z3r_..._mov0: keys -6 to -13 dB)
     latent_snap_moving: float = -1.0
     # learned flow (latent models only; 0 = off): the largest per-cell displacement, in cells a step, of a flow
     # (dx, dy) = flow_warp * tanh(3x3 conv of the top map), zero at init, that moves the (camera-warped) input
@@ -126,7 +126,8 @@ class WorldModelConfig:
     flow_gate: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
-    # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact
+    # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
+    # Trained, bicubic lost to bilinear (experiments z4)
     flow_mode: str = 'bilinear'
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up

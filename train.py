@@ -52,7 +52,7 @@ LATENT_AR_GRAD = False       # the AR tail's fed-back latents keep their gradien
 LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it is saved in its config) feeds back
                              # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
 LATENT_SNAP_MOVING = -1.0    # >= 0: the snap after a transition that moves (camera or a key), < 0: LATENT_SNAP. A
-                             # snap drops the sub-cell position a move left in the latent; a still world needs it
+                             # snap drops the sub-cell position a move left; 0 ran off (experiments z3r_..._mov0)
 LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
                              # before the head's correction (model flow_warp): a walk moves near things more than
                              # far ones, by less than a cell a frame, which a regression head can only blur
@@ -64,7 +64,7 @@ LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no 
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
-                             # step; a fractional shift repeated every step is a blur that compounds with bilinear
+                             # step, yet its rollouts followed worse (experiments z4)
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
