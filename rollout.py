@@ -133,11 +133,11 @@ def snap_latent(model, latent, tokens, snap, reencode=None, action=None, snap_mo
     (B, A), the transition that made the latent, moved (model_convGru.moving_actions).
     reencode (a VQ-VAE): then through its decoder and encoder, back to a latent of a picture."""
     snap_moving = model.config.latent_snap_moving if snap_moving is None else snap_moving
-    if snap_moving >= 0 and action is not None:
-        share = torch.where(moving_actions(action), float(snap_moving), float(snap))
-        latent = torch.lerp(latent.float(), model.code_latents(tokens), share.to(latent.device).view(-1, 1, 1, 1))
-    elif snap:
-        latent = torch.lerp(latent.float(), model.code_latents(tokens), float(snap))
+    share = float(snap)
+    if snap_moving >= 0 and action is not None:   # a share per sample
+        share = torch.where(moving_actions(action), float(snap_moving), share).to(latent.device).view(-1, 1, 1, 1)
+    if torch.is_tensor(share) or share:
+        latent = torch.lerp(latent.float(), model.code_latents(tokens), share)
     if reencode is not None:
         latent = reencode.encoder(reencode.decoder(latent.to(reencode.quantizer.embed.dtype))).float()
     return latent

@@ -472,8 +472,8 @@ def latent_overrides(c, vq):
     if not c['LATENTS']:
         return {}
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
-                flow_warp=c['LATENT_FLOW'],
-                flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'], flow_mode=c['LATENT_FLOW_MODE'])
+                flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
+                flow_mode=c['LATENT_FLOW_MODE'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):

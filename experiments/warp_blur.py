@@ -47,11 +47,10 @@ def main(argv=None):
     rows = rows[np.linspace(0, len(rows) - 1, FRAMES).round().astype(int)]
     z = torch.from_numpy(np.array(cache.latents[rows])).float()                    # (N, D, H, W)
     N, D, H, W = z.shape
-    codes = vq.quantizer.embed.float()                                               # (K, D)
 
     def snap(x):   # half way to the nearest code vectors, as rollout.snap_latent with the decoded tokens
         flat = x.permute(0, 2, 3, 1).reshape(-1, D)
-        near = codes[torch.cdist(flat, codes).argmin(1)].view(N, H, W, D).permute(0, 3, 1, 2)
+        near = vq.quantizer.lookup(vq.quantizer.nearest(flat)).view(N, H, W, D).permute(0, 3, 1, 2)
         return torch.lerp(x, near, SNAP)
 
     step = torch.zeros(N, 2, H, W)
