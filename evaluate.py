@@ -527,6 +527,9 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     lat = clips.latent_windows(rows, T) if model.config.latent_dim else None
     kw = {} if lat is None else dict(latents=lat.to(device, torch.float32))   # a latent model reads the latents
     out = dict(windows=int(len(rows)), transitions=T)
+    # each window starts from its clip's key hold counts, as in training (key_hold_bins; else a plain fresh state)
+    held = torch.from_numpy(clips.cache.held_before[rows]) if model.config.key_hold_bins else None
+    kw['state'] = model.init_state(len(rows), device, held=held)
     flow_kw = dict(return_flow=True) if model.config.flow_warp else {}
     logits, _, top, *flow = model(tok[:, :T], act[:, :T], return_hidden=True, **kw, **flow_kw)
     out['model'] = tf_metrics(logits, tok[:, 1:])

@@ -23,6 +23,8 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
                 the input latent (bilinear) before the correction is added: a walk's depth-dependent,
                 sub-cell motion moves content instead of being regressed (and averaged) by the head;
                 flow_hidden moves the hidden maps by it too, flow_gate zeroes it on idle transitions
+  key hold      (key_hold_bins > 0) the state counts how long each key has been down; the movement FiLM
+                reads the count (a held jump rises, then falls)
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -52,6 +54,26 @@ def moving_actions(actions):
     """(..., 15) encoded v5 actions -> (...) bool: the camera turns or looks, or W, A, S, D or jump is down."""
     a = actions.float() > 0.5
     return ~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)     # yaw bin 2 / pitch bin 6: still
+
+
+def key_hold_counts(actions, held=None):
+    """(B, T, 15) encoded v5 actions and the frames each key was already down before them, (B, 7) long or None
+    (all up) -> (B, T, 7) long: after each step, how many frames in a row each key (W A S D jump sprint sneak)
+    has been down, 0 when up."""
+    down = actions[..., KEYS_SLICE].float() > 0.5
+    c = torch.zeros(down.shape[0], down.shape[2], dtype=torch.long, device=down.device) if held is None else held
+    out = []
+    for t in range(down.shape[1]):   # T is a window (<= tens of steps): a loop over (B, 7) counters
+        c = (c + 1) * down[:, t]
+        out.append(c)
+    return torch.stack(out, 1)
+
+
+def key_hold_features(counts, bins):
+    """(B, T, 7) hold counts -> (B, T, 7 * bins): per key a one-hot of frames held (1 .. bins, the last bin
+    also longer), all zero while the key is up."""
+    one = F.one_hot((counts - 1).clamp(0, bins - 1), bins) * (counts > 0)[..., None]
+    return one.flatten(-2).float()
 
 
 @dataclass
@@ -129,6 +151,13 @@ class WorldModelConfig:
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
     # Trained, bicubic lost to bilinear (experiments z4)
     flow_mode: str = 'bilinear'
+    # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
+    # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
+    # or more). A held jump key lifts the view, then drops it, then bounces (blockworld's data hold it a median
+    # 16 frames), so "jump is down" alone says up and down equally often and its mean motion is none (jump
+    # followed 0.00 in every run); Minecraft's walk and sprint also build up speed over frames. A fresh state
+    # counts from keys up; train.py starts each window's count from the clip's history
+    key_hold_bins: int = 0
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -175,6 +204,9 @@ class WorldModelConfig:
             raise ValueError("flow_hidden / flow_gate / flow_mode act on the learned flow: they need flow_warp > 0")
         if self.flow_gate and self.action_dim != V5_ACTION_DIM:
             raise ValueError(f"flow_gate reads the camera bins and keys of the 15-D layout, not action_dim={self.action_dim}")
+        if self.key_hold_bins < 0 or (self.key_hold_bins and not self.film_split):
+            raise ValueError(f"key_hold_bins={self.key_hold_bins} feeds the movement FiLM: it needs a value >= 0 (0 = "
+                             f"off), use_film, separate_film and the 15-D layout")
 
     @property
     def layer_dilations(self):
@@ -224,6 +256,8 @@ class WorldModelState:
                                                  # (x, y), with warp_accumulate; None means zero
     latent: Optional[torch.Tensor] = None        # (B, D, H, W) the last step's predicted latent (latent_dim
                                                  # > 0), the next rollout step's input; None before any step
+    held: Optional[torch.Tensor] = None          # (B, 7) long: frames each key has been down up to the last
+                                                 # step (key_hold_bins > 0); None means all up
 
     @property
     def batch_size(self):
@@ -235,30 +269,35 @@ class WorldModelState:
     def _latent(self, f):
         return None if self.latent is None else f(self.latent)
 
+    def _held(self, f):
+        return None if self.held is None else f(self.held)
+
     def detach(self):
         return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset,
-                               self._latent(torch.Tensor.detach))
+                               self._latent(torch.Tensor.detach), self.held)
 
     def __getitem__(self, idx):
         if isinstance(idx, int):  # keep the batch dimension
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx],
-                               self._offset(lambda o: o[idx]), self._latent(lambda z: z[idx]))
+                               self._offset(lambda o: o[idx]), self._latent(lambda z: z[idx]),
+                               self._held(lambda k: k[idx]))
 
     def to(self, device=None, dtype=None):
         """Move (and optionally cast the float maps); buf_len stays long, the warp offset and latent float32."""
         return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
                                self.buf_len.to(device), self._offset(lambda o: o.to(device)),
-                               self._latent(lambda z: z.to(device)))
+                               self._latent(lambda z: z.to(device)), self._held(lambda k: k.to(device)))
 
     def reset(self, mask):
         """Fresh state for the samples where mask (B,) is True (e.g. a new clip started). A reset sample's
-        latent is zeroed too: its next step must be given its frame (tokens or latents)."""
+        latent is zeroed too: its next step must be given its frame (tokens or latents); its keys count as up."""
         keep = (~mask.bool()).to(self.buf.dtype)
         hidden = [h * keep.to(h.dtype).view(-1, 1, 1, 1) for h in self.hidden]
         return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long(),
                                self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]),
-                               self._latent(lambda z: z * (~mask.bool()).to(z.dtype).view(-1, 1, 1, 1)))
+                               self._latent(lambda z: z * (~mask.bool()).to(z.dtype).view(-1, 1, 1, 1)),
+                               self._held(lambda k: k * (~mask.bool()).long()[:, None]))
 
 
 def shift_maps(x, dx, dy):
@@ -420,7 +459,8 @@ class WorldModelConvFiLM(nn.Module):
         self.cells = nn.ModuleList(ConvGRUCell(C, C, cfg.kernel_size, d) for d in cfg.layer_dilations)
         if cfg.film_split:
             self.film_cam = FiLMNet(CAMERA_SLICE.stop - CAMERA_SLICE.start, cfg.film_dim, cfg.n_layers, C)
-            self.film_mov = FiLMNet(MOVE_SLICE.stop - MOVE_SLICE.start, cfg.film_dim, cfg.n_layers, C)
+            n_keys = MOVE_SLICE.stop - MOVE_SLICE.start
+            self.film_mov = FiLMNet(n_keys * (1 + cfg.key_hold_bins), cfg.film_dim, cfg.n_layers, C)
         elif cfg.use_film:
             self.film = FiLMNet(cfg.action_dim, cfg.film_dim, cfg.n_layers, C)
         if cfg.use_temporal_attention:
@@ -463,7 +503,8 @@ class WorldModelConvFiLM(nn.Module):
         out['total'] = sum(out.values())
         return out
 
-    def init_state(self, batch, device=None, dtype=None):
+    def init_state(self, batch, device=None, dtype=None, held=None):
+        """A fresh state; held (batch, 7) long: frames each key has already been down (key_hold_bins; None: up)."""
         cfg = self.config
         p = self.head.weight
         device, dtype = device or p.device, dtype or p.dtype
@@ -472,7 +513,8 @@ class WorldModelConvFiLM(nn.Module):
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         hidden = [torch.zeros(shape, device=device, dtype=dtype).contiguous(memory_format=fmt) for _ in self.cells]
         return WorldModelState(hidden, torch.zeros(batch, L, cfg.hidden_dim, device=device, dtype=dtype),
-                               torch.zeros(batch, dtype=torch.long, device=device))
+                               torch.zeros(batch, dtype=torch.long, device=device),
+                               held=None if held is None else held.to(device=device, dtype=torch.long))
 
     @torch.no_grad()
     def set_latent_space(self, codebook, mean, std):
@@ -573,13 +615,17 @@ class WorldModelConvFiLM(nn.Module):
             return logits + gate * src.to(logits.dtype)
         return logits.scatter_add(2, src[:, :, None], (gate * valid[:, :, None].to(gate.dtype)).to(logits.dtype))
 
-    def film_params(self, actions):
-        """(B,T,A) -> gamma, beta of shape (B,T,n_layers,C), clamped; (None, None) without FiLM."""
+    def film_params(self, actions, held=None):
+        """(B,T,A) -> gamma, beta of shape (B,T,n_layers,C), clamped; (None, None) without FiLM. held (B,T,7):
+        key_hold_counts of the actions (key_hold_bins > 0)."""
         cfg = self.config
         if not cfg.use_film:
             return None, None
         if cfg.film_split:
-            p = self.film_cam(actions[..., CAMERA_SLICE]) + self.film_mov(actions[..., MOVE_SLICE])
+            mov = actions[..., MOVE_SLICE]
+            if cfg.key_hold_bins:
+                mov = torch.cat([mov, key_hold_features(held, cfg.key_hold_bins).to(mov.dtype)], -1)
+            p = self.film_cam(actions[..., CAMERA_SLICE]) + self.film_mov(mov)
         else:
             p = self.film(actions)
         lo, hi = cfg.film_clamp
@@ -641,7 +687,8 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.view(B, T, *x.shape[1:])
-        gamma, beta = self.film_params(actions)
+        held = key_hold_counts(actions, state.held) if cfg.key_hold_bins else None
+        gamma, beta = self.film_params(actions, held)
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
         moving = None
@@ -683,7 +730,7 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.copy_gate:
             logits = self.add_copy_logit(logits, top, tokens, actions, shifts)
         new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None,
-                                    None if pred is None else pred[:, -1])
+                                    None if pred is None else pred[:, -1], None if held is None else held[:, -1])
         out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
         if return_flow:
             out = out + (flow.view(B, T, *flow.shape[1:]), moved.view(B, T, *moved.shape[1:]))

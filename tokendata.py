@@ -108,7 +108,7 @@ class TokenCache:
         self.action_dim = self.index['action_dim']
         self.grid = tuple(self.index['grid'])
         self.latent_dim = self.index.get('latent_dim', 0)   # 0: the dataset has no latents
-        self._tok = self._act = self._lat = None
+        self._tok = self._act = self._lat = self._held = None
 
     @property
     def tokens(self):
@@ -132,8 +132,30 @@ class TokenCache:
 
     def __getstate__(self):  # workers re-open the maps instead of pickling them
         d = dict(self.__dict__)
-        d['_tok'] = d['_act'] = d['_lat'] = None
+        d['_tok'] = d['_act'] = d['_lat'] = d['_held'] = None
         return d
+
+    @property
+    def held_before(self):
+        """int64 [N, 7] (the 15-D v5 layout): row i, how many frames in a row each key (W A S D jump sprint
+        sneak) was down in the clip's actions before action i; what a window starting at row i carries in
+        (model_convGru.key_hold_counts). Computed once, vectorised."""
+        if self._held is None:
+            if self.action_dim != 15:
+                raise ValueError(f"{self.dir}: key hold counts need the 15-D v5 action layout, not {self.action_dim}-D")
+            down = np.asarray(self.actions[:, 8:15]) > 0.5
+            n = len(down)
+            pos = np.arange(n)[:, None]
+            first = np.zeros(n, bool)
+            first[[c['start'] for c in self.clips]] = True
+            # the last row before i (inclusive) where the run broke: a key up, or the row before a clip starts
+            broke = np.where(~down, pos, np.where(first[:, None], pos - 1, -1))
+            after = pos - np.maximum.accumulate(broke, axis=0)      # frames down up to and including row i
+            held = np.zeros_like(after)
+            held[1:] = after[:-1]
+            held[first] = 0
+            self._held = held
+        return self._held
 
     def window_starts(self, split, frames):
         """Start rows of every window of `frames` frames lying inside one clip of `split`."""
@@ -154,10 +176,10 @@ class TokenCache:
 
 class WindowDataset(torch.utils.data.Dataset):
     """Windows of `frames` consecutive frames from one split, strictly inside one clip: (tokens, actions),
-    and the latents as a third item with latents=True."""
+    then the latents with latents=True, then with held=True the frames each key was already down (7,) long."""
 
-    def __init__(self, cache, split, frames, latents=False):
-        self.cache, self.frames, self.with_latents = cache, frames, latents
+    def __init__(self, cache, split, frames, latents=False, held=False):
+        self.cache, self.frames, self.with_latents, self.with_held = cache, frames, latents, held
         if latents and not cache.latent_dim:
             raise ValueError(f"{cache.dir}: this dataset has no latents (preprocess.py --latents)")
         self.starts = cache.window_starts(split, frames)
@@ -171,4 +193,6 @@ class WindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         s = int(self.starts[i])
         w = self.cache.window(s, self.frames)
-        return w + (self.cache.latent_window(s, self.frames),) if self.with_latents else w
+        if self.with_latents:
+            w = w + (self.cache.latent_window(s, self.frames),)
+        return w + (torch.from_numpy(self.cache.held_before[s]),) if self.with_held else w

@@ -65,6 +65,9 @@ LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each st
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
                              # step, yet its rollouts followed worse (experiments z4)
+KEY_HOLD_BINS = 0            # > 0: the model counts how many frames each key has been held and its movement FiLM
+                             # reads the count in this many bins (model key_hold_bins): a held jump rises, then falls,
+                             # so the key alone says neither; each window starts from its clip's count
 # ---- optimisation ----
 MAX_STEPS = 100_000
 LR = 3e-5
@@ -242,11 +245,12 @@ class WindowLoss(torch.nn.Module):
         self.model = model
         self.frozen = (vq, lpips_net)  # a tuple hides them from .parameters() / DDP
 
-    def forward(self, tokens, actions, ar_len, knobs, latents=None):
+    def forward(self, tokens, actions, ar_len, knobs, latents=None, held=None):
         vq, lp = self.frozen
         model = self.model
         cfg = model.config
         B, T = actions.shape[:2]
+        state = None if held is None else model.init_state(B, tokens.device, held=held)   # the keys' counts so far
         tf_len = T - ar_len
         target = tokens[:, 1:T + 1]
         inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
@@ -257,7 +261,7 @@ class WindowLoss(torch.nn.Module):
                 lat_in = lat_in + knobs['latent_noise'] * model.latent_std[:, None, None] * torch.randn_like(lat_in)
             lat_kw = dict(latents=lat_in, return_latent=True)
         flow_loss = cfg.flow_warp > 0 and knobs['flow_weight'] > 0
-        logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], return_hidden=True, **lat_kw,
+        logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], state, return_hidden=True, **lat_kw,
                                               **(dict(return_flow=True) if flow_loss else {}))
         if flow_loss:   # the flow alone: the (camera-warped) input moved by it against the next latent, blurred
             moved = pred_lat.pop().flatten(0, 1)
@@ -545,14 +549,17 @@ def validate(model, vq, cache, edges, device, windows, seq_len, amp):
     tok, act = torch.stack(tok).to(device), torch.stack(act).to(device)
     lat = (torch.stack([cache.latent_window(int(s), frames) for s in pick]).to(device).float()
            if model.config.latent_dim else None)
+    # the keys' hold counts the windows start with (key_hold_bins; else a plain fresh state)
+    start = model.init_state(len(pick), device, held=(torch.from_numpy(cache.held_before[pick])
+                                                      if model.config.key_hold_bins else None))
     m = {}
     with amp:
-        logits, _ = model(tok[:, :seq_len], act[:, :seq_len], latents=None if lat is None else lat[:, :seq_len])
+        logits, _ = model(tok[:, :seq_len], act[:, :seq_len], start, latents=None if lat is None else lat[:, :seq_len])
     m['val/ce_tf'] = F.cross_entropy(logits.flatten(0, 1).float(), tok[:, 1:seq_len + 1].flatten(0, 1)).item()
     m['val/token_acc_tf'] = (logits.argmax(2) == tok[:, 1:seq_len + 1]).float().mean().item()
     with amp:
         gen, _ = rollout(model, tok[:, :ctx_len], act[:, :ctx_len - 1], act[:, ctx_len - 1:], steps=horizon,
-                         context_latents=None if lat is None else lat[:, :ctx_len])
+                         state=start, context_latents=None if lat is None else lat[:, :ctx_len])
     truth = tok[:, ctx_len:ctx_len + horizon]
     for h in (1, 5, 10):
         m[f'val/ar_token_acc_{h}'] = (gen[:, h - 1] == truth[:, h - 1]).float().mean().item()
@@ -612,7 +619,7 @@ def main(argv):
         dist.barrier()  # rank 0 builds the cache once
         cache = cache or TokenCache(DATA_DIR)
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
-    train_set = WindowDataset(cache, 'train', frames, latents=LATENTS)
+    train_set = WindowDataset(cache, 'train', frames, latents=LATENTS, held=KEY_HOLD_BINS > 0)
     window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS, ISOLATED_MOVES)
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
@@ -637,6 +644,8 @@ def main(argv):
     elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE:
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     overrides.update(latent_overrides(cfg, vq))
+    if KEY_HOLD_BINS:
+        overrides['key_hold_bins'] = KEY_HOLD_BINS
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
     if WARP_CALIBRATE:
@@ -740,9 +749,11 @@ def main(argv):
     while step < MAX_STEPS:
         t0 = time.time()
         try:
-            tokens, actions, *latents = next(data_iter)
+            tokens, actions, *rest = next(data_iter)
         except StopIteration:
             break
+        latents = rest[:1] if LATENTS else []
+        held = rest[-1].to(device) if KEY_HOLD_BINS else None
         tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
         ar_len = curriculum.ar_len
         T = SEQ_LEN + ar_len
@@ -756,7 +767,7 @@ def main(argv):
             grp['lr'] = lr_at(step, LR, WARMUP_STEPS, MAX_STEPS, MIN_LR) * grp['lr_mult']
         knobs = make_knobs(cfg, step, diagnostics=(step + 1) % LOG_STEPS == 0 or step + 1 == MAX_STEPS)
         with amp:
-            loss, out, logits = run_model(tokens, actions, ar_len, knobs, latents)
+            loss, out, logits = run_model(tokens, actions, ar_len, knobs, latents, held)
         if timed:
             sync()
         t2 = time.time()

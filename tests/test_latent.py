@@ -264,7 +264,8 @@ def test_live_play_feeds_back_latents_as_offline_rollouts_do():
     import actions as A
     import inference as I
     import live_inference as L
-    m = tiny_latent(zero_init_head=False, latent_snap_moving=0.0)    # the snap reads each step's action too
+    m = tiny_latent(zero_init_head=False, latent_snap_moving=0.0,    # the snap reads each step's action too,
+                    key_hold_bins=3)                                 # and the state counts the held keys
     torch.manual_seed(1)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
     edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
@@ -488,7 +489,8 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     out = tmp_path / 'run'
     run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
               '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', '--LATENT_FLOW_MODE=bicubic',
-              '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
+              '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', '--KEY_HOLD_BINS=4',
+              "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
     mse = [r['train/latent_mse'] for r in metrics(out) if 'train/latent_mse' in r]
@@ -498,6 +500,7 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     vq = load_vqvae(latent_data['vq'])
     assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True and model.config.flow_warp == 0.5
     assert (model.config.flow_mode, model.config.latent_snap, model.config.latent_snap_moving) == ('bicubic', 0.5, 0.0)
+    assert model.config.key_hold_bins == 4 == ck['train_config']['KEY_HOLD_BINS']
     assert torch.equal(model.codebook, vq.quantizer.embed.float())
     lat = torch.from_numpy(np.array(TokenCache(latent_data['data']).latents)).float()
     assert model.latent_mean.numpy() == pytest.approx(lat.mean((0, 2, 3)).numpy(), abs=0.1)
