@@ -111,3 +111,17 @@ def test_cache_starts_each_window_from_its_clips_counts(data):
     # the counts after the window's first action are where the next window's begin
     after = key_hold_counts(a[None, :1], held[None])[0, 0]
     assert np.array_equal(after.numpy(), want[ds.starts[i] + 1])
+
+
+def test_jump_phase_finds_the_vertical_shift_that_moved_a_latent():
+    import os
+    import sys
+    from model_convGru import warp_by_flow
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
+    import jump_phase
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.interpolate(torch.randn(6, 4, 6, 10, generator=g), size=(18, 32), mode='bicubic')
+    flow = torch.zeros(6, 2, 18, 32)
+    flow[:, 1] = torch.tensor([0.4, 0.2, 0.0, -0.1, -0.3, 0.7])[:, None, None]
+    found = jump_phase.best_vertical_shift(z, warp_by_flow(z, flow))
+    assert found.tolist() == pytest.approx([0.4, 0.2, 0.0, -0.1, -0.3, 0.7])
