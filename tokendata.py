@@ -17,6 +17,8 @@ import os
 import numpy as np
 import torch
 
+import actions as A
+
 CACHE_DIR = 'cache'
 
 
@@ -141,9 +143,9 @@ class TokenCache:
         sneak) was down in the clip's actions before action i; what a window starting at row i carries in
         (model_convGru.key_hold_counts). Computed once, vectorised."""
         if self._held is None:
-            if self.action_dim != 15:
+            if self.action_dim != len(A.V5_NAMES):
                 raise ValueError(f"{self.dir}: key hold counts need the 15-D v5 action layout, not {self.action_dim}-D")
-            down = np.asarray(self.actions[:, 8:15]) > 0.5
+            down = np.asarray(self.actions[:, A.KEYS_SLICE]) > 0.5
             n = len(down)
             pos = np.arange(n)[:, None]
             first = np.zeros(n, bool)

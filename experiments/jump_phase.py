@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from evaluate import key_classes  # noqa: E402
+import actions as A  # noqa: E402
 from inference import resolve_checkpoint  # noqa: E402
 from latent_flow_fit import latent_cache  # noqa: E402
 from model_convGru import key_hold_counts, load_world_model, warp_by_flow  # noqa: E402
@@ -54,9 +54,10 @@ def main(argv=None):
     rows = np.stack([np.arange(c['start'], c['start'] + T + 1) for c in clips])           # (B, T + 1)
     lat = torch.from_numpy(np.array(cache.latents[rows.ravel()])).float().view(len(clips), T + 1, *cache.latents.shape[1:])
     act = torch.from_numpy(np.array(cache.actions[rows[:, :-1].ravel()])).view(len(clips), T, -1)
-    turning = torch.from_numpy(key_classes(act.reshape(-1, act.shape[-1]).numpy())['camera']).view(len(clips), T)
-    jump = ~turning & (act[..., 12] > 0.5)     # jump down, camera still (walking keys may be down too: in the data a
-    held = key_hold_counts(act)[..., 4]      # jump mostly clears an obstacle); frames jump held
+    j = A.V5_NAMES.index('jump')
+    still = torch.from_numpy(A.camera_still(act.numpy())).view(len(clips), T)
+    jump = still & (act[..., j] > 0.5)       # jump down, camera still (walking keys may be down too: in the data a
+    held = key_hold_counts(act)[..., j - A.KEYS_SLICE.start]   # jump mostly clears an obstacle); frames jump held
     print(f"{int(jump.sum())} transitions with jump down and the camera still in {len(clips)} clips of {T} steps")
     cols = {}
     for path in args.ckpts:
@@ -71,12 +72,10 @@ def main(argv=None):
                 out = model(tok, act[i:i + CHUNK], latents=lat[i:i + CHUNK, :T], return_flow=True)
             dy.append(out[-2][:, :, 1].mean((-2, -1)))                                    # (b, T) mean dy
         cols[os.path.basename(path.rstrip('/'))] = torch.cat(dy)
-        if 'data' not in cols:
-            z = model.normalise_latent(lat)
-            data = torch.zeros(len(clips), T)
-            data[jump] = best_vertical_shift(z[:, :T][jump], z[:, 1:][jump]).float()
-            cols['data'] = data
-    cols = {'data': cols.pop('data'), **cols}
+    z = model.normalise_latent(lat)            # the models share the data's statistics: the last one's serve
+    data = torch.zeros(len(clips), T)
+    data[jump] = best_vertical_shift(z[:, :T][jump], z[:, 1:][jump]).float()
+    cols = {'data': data, **cols}
     print('| frames held | n | ' + ' | '.join(cols) + ' |')
     print('|---|---|' + '---|' * len(cols))
     for lo, hi in GROUPS:
