@@ -59,6 +59,10 @@ LATENT_SNAP = None           # latent models: share of the way the fed-back late
                              # (rollout.snap_latent); None: the model's own (its config.latent_snap, as trained)
 LATENT_SNAP_MOVING = None    # latent models: the snap after a moving transition (camera or a key); < 0: LATENT_SNAP's;
                              # None: the model's own (config.latent_snap_moving)
+FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
+                             # out the mean instead (the same weights as without the head); None: the model's own
+FM_TEMP = None               # ... and the std of the noise a sample starts from (0: one deterministic output); None: own
+FM_GATE = None               # ... 1: sample only on moving transitions (the mean on idle ones), 0: on every one; None: own
 LATENT_REENCODE = False      # latent models: the fed-back latent goes through the VQ-VAE's decoder and encoder
 DISPLAY = 'tokens'           # rollout.display_frames: what the model's frames show: tokens | soft | soft_changed | latent
 TEMPERATURE = 1.0
@@ -530,6 +534,7 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
     # each window starts from its clip's key hold counts, as in training (key_hold_bins; else a plain fresh state)
     held = torch.from_numpy(clips.cache.held_before[rows]) if model.config.key_hold_bins else None
     kw['state'] = model.init_state(len(rows), device, held=held)
+    kw['sample'] = False   # the mean's distance logits are the model's distribution over codes (fm_width: not a draw)
     flow_kw = dict(return_flow=True) if model.config.flow_warp else {}
     logits, _, top, *flow = model(tok[:, :T], act[:, :T], return_hidden=True, **kw, **flow_kw)
     out['model'] = tf_metrics(logits, tok[:, 1:])
@@ -1200,6 +1205,14 @@ def parse_args(argv):
     p.add_argument('--latent-snap-moving', type=float, default=LATENT_SNAP_MOVING,
                    help="latent models: the snap after a transition that turns the camera or holds a movement key "
                         "(0-1; < 0: --latent-snap's; default: the model's own)")
+    p.add_argument('--fm-steps', type=int, default=FM_STEPS,
+                   help="models with a flow-matching head: Euler steps of each sampled latent; 0: the mean "
+                        "(default: the model's own)")
+    p.add_argument('--fm-temp', type=float, default=FM_TEMP,
+                   help="models with a flow-matching head: std of the noise a sample starts from (default: the model's own)")
+    p.add_argument('--fm-gate', type=int, choices=(0, 1), default=FM_GATE,
+                   help="models with a flow-matching head: 1 samples only where the camera turns or a key is down "
+                        "(default: the model's own)")
     p.add_argument('--latent-reencode', action='store_true', default=LATENT_REENCODE,
                    help="latent models: send the fed-back latent through the VQ-VAE's decoder and encoder")
     p.add_argument('--change-threshold', type=float, default=CHANGE_THRESHOLD,
@@ -1261,6 +1274,16 @@ def run(args):
         raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
     if args.latent_snap_moving is not None and args.latent_snap_moving > 1:
         raise SystemExit(f"--latent-snap-moving {args.latent_snap_moving}: expected a share in [0, 1] (< 0: --latent-snap's)")
+    for name in ('fm_steps', 'fm_temp', 'fm_gate'):   # the rollouts' sampler, in the model's config (saved in settings)
+        v = getattr(args, name)
+        if v is not None:
+            if not model.config.fm_width:
+                raise SystemExit(f"--{name.replace('_', '-')}: {ckpt_path} has no flow-matching head (fm_width=0)")
+            setattr(model.config, name, bool(v) if name == 'fm_gate' else v)
+    try:
+        type(model.config).from_dict(model.config.to_dict())   # the overridden config checked as a new one is
+    except ValueError as e:
+        raise SystemExit(f"{ckpt_path}: {e}")
     mgen = ModelGen(model, sampling, args.seed, vq, args.display, args.latent_snap,
                     vq if args.latent_reencode else None, args.latent_snap_moving)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}

@@ -25,6 +25,10 @@ Mechanisms, each switchable in WorldModelConfig (a switched-off mechanism has no
                 flow_hidden moves the hidden maps by it too, flow_gate zeroes it on idle transitions
   key hold      (key_hold_bins > 0) the state counts how long each key has been down; the movement FiLM
                 reads the count (a held jump rises, then falls)
+  sampled latent (fm_width > 0, latent models) a small flow-matching head learns the distribution of the
+                next latent around the head's mean prediction; in eval mode (rollouts, live play) the model
+                feeds back mean + a sample instead of the mean, which is a smear wherever the future is uncertain
+                (fm_gate: only on moving transitions)
 
 Action layout (v5, 15-D, same as actions.py): [0:5] yaw one-hot (fast left, slow left, none,
 slow right, fast right), [5:8] pitch one-hot (up, level, down), [8:12] W A S D, [12:15] jump
@@ -158,6 +162,20 @@ class WorldModelConfig:
     # followed 0.00 in every run); Minecraft's walk and sprint also build up speed over frames. A fresh state
     # counts from keys up; train.py starts each window's count from the clip's history
     key_hold_bins: int = 0
+    # sampled latent (latent models; 0 = off): a conv net of this width that learns, by flow matching, the
+    # distribution of the next latent minus the head's prediction, given the top map and that prediction. The
+    # head regresses the mean of what the next latent can hold: where content moves by part of a cell or a walk
+    # re-textures the ground the mean is a smear, and fed back the smear grows (experiments/README.md items
+    # 34-37). In eval mode the model predicts mean + a sample instead: fm_steps Euler steps of the learned
+    # velocity from Gaussian noise of std fm_temp (0: from zero, one deterministic output; 1: the learned spread);
+    # fm_steps = 0: the mean, as without the head (evaluate.py --fm-steps 0 rolls out the same weights that way)
+    fm_width: int = 0
+    fm_steps: int = 8
+    fm_temp: float = 1.0
+    # sample only on a transition with the camera turning or a movement key down (15-D layout), the mean on idle
+    # ones: blockworld's world is still unless the player moves, so what the model does not know about an idle
+    # frame is not randomness, and sampled it is noise a rollout adds up (experiments fm0: idle -9 dB at 8 steps)
+    fm_gate: bool = False
     warp_yaw_shift: tuple = (2, 1, 0, -1, -2)   # turning right moves content left
     warp_pitch_shift: tuple = (1, 0, -1)        # looking down moves content up
     # False: each step moves content by its bin's shift rounded to whole cells. True: the shifts are the
@@ -202,6 +220,14 @@ class WorldModelConfig:
             raise ValueError(f"flow_mode must be one of {FLOW_MODES}, got {self.flow_mode!r}")
         if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear') and not self.flow_warp:
             raise ValueError("flow_hidden / flow_gate / flow_mode act on the learned flow: they need flow_warp > 0")
+        if self.fm_width and not self.latent_dim:
+            raise ValueError(f"fm_width={self.fm_width} samples a latent: it needs latent_dim > 0")
+        if self.fm_width < 0 or self.fm_steps < 0 or self.fm_temp < 0:
+            raise ValueError(f"fm_width={self.fm_width}, fm_steps={self.fm_steps}, fm_temp={self.fm_temp}: expected "
+                             "all >= 0")
+        if self.fm_gate and (not self.fm_width or self.action_dim != V5_ACTION_DIM):
+            raise ValueError(f"fm_gate gates the flow-matching sample by the 15-D layout's camera bins and keys: it "
+                             f"needs fm_width > 0 and action_dim={V5_ACTION_DIM}")
         if self.flow_gate and self.action_dim != V5_ACTION_DIM:
             raise ValueError(f"flow_gate reads the camera bins and keys of the 15-D layout, not action_dim={self.action_dim}")
         if self.key_hold_bins < 0 or (self.key_hold_bins and not self.film_split):
@@ -439,6 +465,36 @@ def idm_loss(logits, target, weights=(1.0, 1.0, 1.0)):
     return loss, {'yaw': yaw.detach(), 'pitch': pitch.detach(), 'keys': keys.detach()}
 
 
+class FlowMatchingHead(nn.Module):
+    """The velocity v(x_s, s | top map, mean prediction) of a straight path from Gaussian noise (s = 0) to the
+    next latent minus the mean (s = 1), per cell but read through 3x3 convs so neighbouring cells agree (a
+    per-cell sampler would pick each cell's texture alone). Trained by flow_matching_loss; float32."""
+
+    def __init__(self, latent_dim, top_dim, width):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * latent_dim + top_dim + 1, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, latent_dim, 3, padding=1))
+
+    def forward(self, x, s, top, mean):
+        with torch.autocast(x.device.type, enabled=False):
+            N, _, H, W = x.shape
+            planes = s.float().view(N, 1, 1, 1).expand(N, 1, H, W)
+            return self.net(torch.cat([x.float(), planes, top.float(), mean.float()], 1))
+
+
+def flow_matching_loss(head, target, top, mean):
+    """Conditional flow matching (rectified flow): x_s = (1 - s) noise + s (target - mean) at a uniform s per map;
+    the head regresses the path's velocity (target - mean) - noise. target, mean (N, D, H, W) normalised latents."""
+    r = (target - mean).float()
+    z = torch.randn_like(r)
+    s = torch.rand(r.shape[0], device=r.device)
+    x = torch.lerp(z, r, s.view(-1, 1, 1, 1))
+    return (head(x, s, top, mean) - (r - z)).pow(2).mean()
+
+
 class WorldModelConvFiLM(nn.Module):
 
     def __init__(self, config: WorldModelConfig):
@@ -472,6 +528,8 @@ class WorldModelConvFiLM(nn.Module):
             self.flow_head = nn.Conv2d(C, 2, 3, padding=1)
             nn.init.zeros_(self.flow_head.weight)
             nn.init.zeros_(self.flow_head.bias)
+        if cfg.fm_width:
+            self.fm_head = FlowMatchingHead(cfg.latent_dim, C, cfg.fm_width)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
             self.copy_head = nn.Conv2d(C, 1, 1)
             nn.init.zeros_(self.copy_head.weight)
@@ -652,14 +710,15 @@ class WorldModelConvFiLM(nn.Module):
     # ---- the model ----
 
     def forward(self, tokens, actions, state=None, return_hidden=False, latents=None, return_latent=False,
-                return_flow=False):
+                return_flow=False, sample=None):
         """Teacher-forced window. tokens (B,T,H,W) long or (B,T,K,H,W) probs, actions (B,T,A):
         action t drives frame t -> t+1. Returns logits (B,T,K,H,W) (position t predicts frame t+1),
         the final state, with return_hidden the top map per step (B,T,C,H,W) for the IDM, and with
         return_latent (latent_dim > 0) the predicted raw latents (B,T,D,H,W), and with return_flow (flow_warp >
         0) the learned flow (B,T,2,H,W) and the normalised input latent it moved, before the correction
         (B,T,D,H,W). latents (B,T,D,H,W): the frames' raw pre-quantization latents, read
-        instead of the tokens' code vectors (latent_dim > 0)."""
+        instead of the tokens' code vectors (latent_dim > 0). sample (fm_width > 0): predict the mean plus a
+        sample of the flow-matching head (latents and logits alike); None: in eval mode only."""
         cfg = self.config
         B, T = tokens.shape[:2]
         if actions is None:
@@ -724,6 +783,9 @@ class WorldModelConvFiLM(nn.Module):
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
+            if cfg.fm_width and cfg.fm_steps and (not self.training if sample is None else sample):
+                x = self.fm_sample(top.flatten(0, 1), u)
+                u = u + (x * moving_actions(actions).flatten().to(x.dtype).view(-1, 1, 1, 1) if cfg.fm_gate else x)
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])
             logits = self.latent_logits(u)
         logits = logits.view(B, T, *logits.shape[1:])
@@ -743,6 +805,16 @@ class WorldModelConvFiLM(nn.Module):
             f = self.config.flow_warp * torch.tanh(self.flow_head(top.float()))
         return f if moving is None else f * moving
 
+    def fm_sample(self, top, mean, steps=None, temp=None):
+        """A sample (N, D, H, W) of the next latent minus the mean prediction mean (N, D, H, W, normalised), given
+        the top maps (N, C, H, W): Euler steps of the flow-matching head's velocity from noise of std temp."""
+        cfg = self.config
+        steps, temp = steps or cfg.fm_steps or 1, cfg.fm_temp if temp is None else temp
+        x = temp * torch.randn_like(mean)
+        for k in range(steps):
+            x = x + self.fm_head(x, mean.new_full((mean.shape[0],), k / steps), top, mean) / steps
+        return x
+
     def step(self, tokens_t, action_t, state, return_hidden=False, latent_t=None):
         """One frame: tokens_t (B,H,W) long or (B,K,H,W) probs, action_t (B,A) -> logits (B,K,H,W)
         for frame t+1 and the new state (and the top map (B,C,H,W) with return_hidden). latent_t
@@ -761,7 +833,8 @@ class WorldModelConvFiLM(nn.Module):
 
     def flops_per_step(self, batch=1):
         """Analytic FLOPs (2 x multiply-accumulates) of one `step` with hard tokens; elementwise ops,
-        the warp and the embedding lookup are not counted. The IDM is not part of a step."""
+        the warp and the embedding lookup are not counted. The IDM is not part of a step, nor the
+        flow-matching sampler (fm_width: eval mode only)."""
         cfg = self.config
         C, HW, k2 = cfg.hidden_dim, cfg.height * cfg.width, cfg.kernel_size ** 2
         macs = cfg.in_channels * C * HW                             # in_proj

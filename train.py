@@ -65,6 +65,15 @@ LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each st
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
                              # step, yet its rollouts followed worse (experiments z4)
+LATENT_FM = 0                # > 0: a flow-matching head of this width learns the distribution of the next latent
+                             # around the head's mean (model fm_width), and rollouts feed back mean + a sample: the
+                             # mean of what can come next is a smear where content moves by part of a cell
+LATENT_FM_WEIGHT = 1.0       # its loss (model_convGru.flow_matching_loss), on...
+LATENT_FM_FRAMES = 4         # ...this many transitions a window (half from the AR tail when there is one)
+LATENT_FM_STEPS = 8          # a rollout's sample: Euler steps (model fm_steps; evaluate.py --fm-steps overrides)...
+LATENT_FM_TEMP = 1.0         # ...from Gaussian noise of this std (model fm_temp; evaluate.py --fm-temp)
+LATENT_FM_GATE = False       # rollouts sample only where the camera turns or a key is down, the mean elsewhere (model
+                             # fm_gate; evaluate.py --fm-gate): an idle world's uncertainty is not randomness
 KEY_HOLD_BINS = 0            # > 0: the model counts how many frames each key has been held and its movement FiLM
                              # reads the count in this many bins (model key_hold_bins): a held jump rises, then falls,
                              # so the key alone says neither; each window starts from its clip's count
@@ -134,7 +143,8 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
-from model_convGru import PRESETS, WorldModelConvFiLM, idm_loss, save_world_model, load_world_model  # noqa: E402
+from model_convGru import (PRESETS, WorldModelConvFiLM, flow_matching_loss, idm_loss, load_world_model,  # noqa: E402
+                           save_world_model)
 from rollout import (amp_dtype, autocast, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -202,9 +212,20 @@ def make_knobs(c, step, diagnostics=True):
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
                 latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
+                fm_weight=c['LATENT_FM_WEIGHT'], fm_frames=c['LATENT_FM_FRAMES'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
                 diagnostics=diagnostics)
+
+
+def window_positions(n, tf_len, T, device):
+    """n of a window's T transitions drawn at random this step, half from the AR tail (after tf_len) when
+    there is one: the losses too costly for every transition (LPIPS, the semantic loss, flow matching) see both."""
+    if T > tf_len:
+        n_ar = min(max(1, n // 2), T - tf_len)
+        return torch.cat([torch.randperm(tf_len, device=device)[:n - n_ar],
+                          tf_len + torch.randperm(T - tf_len, device=device)[:n_ar]])
+    return torch.randperm(T, device=device)[:n]
 
 
 def corrupt_tokens(tokens, p, codebook_size):
@@ -297,6 +318,12 @@ class WindowLoss(torch.nn.Module):
             if flow_loss:
                 out['flow_mse'] = flow_mse
                 loss_latent = loss_latent + knobs['flow_weight'] * flow_mse
+            if cfg.fm_width and knobs['fm_weight'] > 0:   # the distribution around the mean, on a few transitions
+                pos = window_positions(min(knobs['fm_frames'], T), tf_len, T, tokens.device)
+                sel = lambda z: model.normalise_latent(z[:, pos].flatten(0, 1))        # noqa: E731
+                out['fm'] = flow_matching_loss(model.fm_head, sel(latents[:, 1:T + 1]), top[:, pos].flatten(0, 1),
+                                               sel(pred_lat))
+                loss_latent = loss_latent + knobs['fm_weight'] * out['fm']
 
         # cross-entropy, TF and AR parts separately; one log-softmax serves CE, entropy and diagnostics
         logp = logits.log_softmax(2)
@@ -321,12 +348,7 @@ class WindowLoss(torch.nn.Module):
         n_lp = knobs['lpips_frames'] if knobs['lpips_weight'] > 0 else 0
         n = min(max(n_sem, n_lp), T)
         if n:
-            if ar_len:
-                n_ar = min(max(1, n // 2), ar_len)
-                pos = torch.cat([torch.randperm(tf_len, device=tokens.device)[:n - n_ar],
-                                 tf_len + torch.randperm(ar_len, device=tokens.device)[:n_ar]])
-            else:
-                pos = torch.randperm(T, device=tokens.device)[:n]
+            pos = window_positions(n, tf_len, T, tokens.device)
             soft = gumbel_softmax(logits[:, pos], knobs['tau'], dim=2)       # (B, n, K, H, W)
             code_vecs = vq.quantizer.embed.float()                               # (K, D)
         if n_sem:
@@ -477,7 +499,8 @@ def latent_overrides(c, vq):
         return {}
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_mode=c['LATENT_FLOW_MODE'])
+                flow_mode=c['LATENT_FLOW_MODE'], fm_width=c['LATENT_FM'], fm_steps=c['LATENT_FM_STEPS'],
+                fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):
@@ -554,7 +577,8 @@ def validate(model, vq, cache, edges, device, windows, seq_len, amp):
                                                       if model.config.key_hold_bins else None))
     m = {}
     with amp:
-        logits, _ = model(tok[:, :seq_len], act[:, :seq_len], start, latents=None if lat is None else lat[:, :seq_len])
+        logits, _ = model(tok[:, :seq_len], act[:, :seq_len], start, latents=None if lat is None else lat[:, :seq_len],
+                          sample=False)   # the CE of the mean's distance logits; the rollouts below sample (fm_width)
     m['val/ce_tf'] = F.cross_entropy(logits.flatten(0, 1).float(), tok[:, 1:seq_len + 1].flatten(0, 1)).item()
     m['val/token_acc_tf'] = (logits.argmax(2) == tok[:, 1:seq_len + 1]).float().mean().item()
     with amp:
@@ -643,6 +667,8 @@ def main(argv):
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE:
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
+    elif LATENT_FM:
+        raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")
     overrides.update(latent_overrides(cfg, vq))
     if KEY_HOLD_BINS:
         overrides['key_hold_bins'] = KEY_HOLD_BINS
