@@ -669,6 +669,8 @@ def main(argv):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")
+    if LATENT_FM and LATENT_FM_WEIGHT <= 0:   # the head learns from its loss alone (and DDP waits on every parameter)
+        raise ValueError(f"LATENT_FM={LATENT_FM} with LATENT_FM_WEIGHT={LATENT_FM_WEIGHT}: the head would never learn")
     overrides.update(latent_overrides(cfg, vq))
     if KEY_HOLD_BINS:
         overrides['key_hold_bins'] = KEY_HOLD_BINS

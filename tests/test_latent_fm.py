@@ -123,11 +123,15 @@ def test_live_play_samples_as_offline_rollouts_do():
     assert not torch.equal(I.generate(m, ctx.tokens, ctx.actions, acts, 'greedy')[0], off[0])
 
 
-def test_train_refuses_a_flow_matching_head_without_latents(data, tmp_path):
+def test_train_refuses_a_flow_matching_head_without_latents_or_its_loss(data, latent_data, tmp_path):
     from tests.test_train import run_train
     p = run_train(data, tmp_path / 'run', '--MAX_STEPS=2', '--LATENT_FM=8', wait=False)
     out, _ = p.communicate(timeout=300)
     assert p.returncode != 0 and 'LATENT_FM=8' in out and 'LATENTS=True' in out, out[-2000:]
+    p = run_train(latent_data, tmp_path / 'run0', '--MAX_STEPS=2', '--LATENTS=True', '--LATENT_FM=8', '--LATENT_FM_WEIGHT=0.0',
+                  wait=False)
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode != 0 and 'LATENT_FM_WEIGHT=0.0' in out and 'never learn' in out, out[-2000:]
 
 
 def test_a_gated_sampler_keeps_the_mean_on_idle_transitions_and_samples_moving_ones():
