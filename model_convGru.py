@@ -750,9 +750,10 @@ class WorldModelConvFiLM(nn.Module):
         gamma, beta = self.film_params(actions, held)
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
-        moving = None
-        if cfg.flow_gate:   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
+        moving = None   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
+        if cfg.flow_gate or cfg.fm_gate:
             moving = moving_actions(actions).float()[..., None, None, None]
+        flow_mask = moving if cfg.flow_gate else None
         hidden, tops, flows = list(state.hidden), [], []
         for t in range(T):
             args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],
@@ -764,7 +765,7 @@ class WorldModelConvFiLM(nn.Module):
             tops.append(out[0])
             hidden = list(out[1:])
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
-                flows.append(self.flow(out[0], None if moving is None else moving[:, t]))
+                flows.append(self.flow(out[0], None if flow_mask is None else flow_mask[:, t]))
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
                 hidden = [warp_by_flow(h.float(), flows[-1], cfg.flow_mode).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
@@ -779,13 +780,13 @@ class WorldModelConvFiLM(nn.Module):
             u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
-                        self.flow(top.flatten(0, 1), None if moving is None else moving.flatten(0, 1)))
+                        self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
             if cfg.fm_width and cfg.fm_steps and (not self.training if sample is None else sample):
                 x = self.fm_sample(top.flatten(0, 1), u)
-                u = u + (x * moving_actions(actions).flatten().to(x.dtype).view(-1, 1, 1, 1) if cfg.fm_gate else x)
+                u = u + (x * moving.flatten(0, 1) if cfg.fm_gate else x)
             pred = self.raw_latent(u).view(B, T, *u.shape[1:])
             logits = self.latent_logits(u)
         logits = logits.view(B, T, *logits.shape[1:])

@@ -66,7 +66,7 @@ def test_eval_mode_predicts_mean_plus_a_sample_and_training_mode_the_mean():
     plain = tiny_latent(zero_init_head=False)          # the same seed: the same weights but for the head
     plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith('fm_head')})
     with torch.no_grad():
-        mean_logits, _, mean = plain(tok, act, latents=lat, return_latent=True)
+        mean = plain(tok, act, latents=lat, return_latent=True)[2]
         m.train()
         torch.testing.assert_close(m(tok, act, latents=lat, return_latent=True)[2], mean)
         m.eval()
