@@ -59,6 +59,8 @@ LATENT_SNAP = None           # latent models: share of the way the fed-back late
                              # (rollout.snap_latent); None: the model's own (its config.latent_snap, as trained)
 LATENT_SNAP_MOVING = None    # latent models: the snap after a moving transition (camera or a key); < 0: LATENT_SNAP's;
                              # None: the model's own (config.latent_snap_moving)
+LATENT_CARRY = None         # latent models: share of what the snap took off carried to the next step while a move goes
+                             # on (config.latent_carry); None: the model's own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own
 FM_TEMP = None               # ... and the std of the noise a sample starts from (0: one deterministic output); None: own
@@ -1205,6 +1207,9 @@ def parse_args(argv):
     p.add_argument('--latent-snap-moving', type=float, default=LATENT_SNAP_MOVING,
                    help="latent models: the snap after a transition that turns the camera or holds a movement key "
                         "(0-1; < 0: --latent-snap's; default: the model's own)")
+    p.add_argument('--latent-carry', type=float, default=LATENT_CARRY,
+                   help="latent models: share (0-1) of what the snap took off that is added to the next prediction "
+                        "while a move goes on (default: the model's own, config.latent_carry)")
     p.add_argument('--fm-steps', type=int, default=FM_STEPS,
                    help="models with a flow-matching head: Euler steps of each sampled latent; 0: the mean "
                         "(default: the model's own)")
@@ -1274,10 +1279,13 @@ def run(args):
         raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
     if args.latent_snap_moving is not None and args.latent_snap_moving > 1:
         raise SystemExit(f"--latent-snap-moving {args.latent_snap_moving}: expected a share in [0, 1] (< 0: --latent-snap's)")
-    for name in ('fm_steps', 'fm_temp', 'fm_gate'):   # the rollouts' sampler, in the model's config (saved in settings)
+    for name in ('latent_carry', 'fm_steps', 'fm_temp', 'fm_gate'):   # rollout settings kept in the model's config
         v = getattr(args, name)
         if v is not None:
-            if not model.config.fm_width:
+            if name == 'latent_carry':
+                if not model.config.latent_dim:
+                    raise SystemExit(f"--latent-carry: {ckpt_path} is a token model (latent_dim=0)")
+            elif not model.config.fm_width:
                 raise SystemExit(f"--{name.replace('_', '-')}: {ckpt_path} has no flow-matching head (fm_width=0)")
             setattr(model.config, name, bool(v) if name == 'fm_gate' else v)
     try:

@@ -37,7 +37,7 @@ os.environ.setdefault('PYGAME_HIDE_SUPPORT_PROMPT', '1')
 
 import actions as A
 import inference as I
-from rollout import next_tokens, snap_latent, warm_up
+from rollout import carry_out, next_tokens, snap_latent, warm_up
 
 # ---- defaults (flags override) ----
 FPS = 16                 # GF's rate: the loop paces itself to it
@@ -140,6 +140,7 @@ class Engine:
             mode=mode, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p), self.generator, offset)
         if self.state.latent is not None:   # a latent model's next input, fed back as rollout.rollout does
             self.latent = snap_latent(self.model, self.state.latent, self.tokens, self.latent_snap, action=action)
+            self.state = carry_out(self.model, self.state, self.state.latent, self.latent, action)
         self.sync()
         t1 = time.perf_counter()
         self.frame = self.decode(self.tokens)

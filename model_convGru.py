@@ -135,6 +135,13 @@ class WorldModelConfig:
     # the sub-cell position a move left in the latent (experiments/warp_blur.py: 2.8 dB over 8 strafe steps),
     # but without it a moving rollout runs off within 4-8 steps (experiments z3r_..._mov0: keys -6 to -13 dB)
     latent_snap_moving: float = -1.0
+    # snap carry (0 = off, 15-D layout): a rollout keeps this share of what the snap took off the fed-back latent
+    # and adds it, moved by the next step's camera shift, to the next prediction while a move goes on (zero after
+    # an idle transition). The snap pulls a latent moved by part of a cell back to its old codes, so a strafe of
+    # 0.2 cells a step is taken back every step and a walk never shows; carried, the parts add up until the codes
+    # flip (sigma-delta quantisation in time). The network still reads the snapped latent; what is carried is
+    # bounded by the distance to the nearest code, so it cannot run off as an unsnapped feedback does (mov0)
+    latent_carry: float = 0.0
     # learned flow (latent models only; 0 = off): the largest per-cell displacement, in cells a step, of a flow
     # (dx, dy) = flow_warp * tanh(3x3 conv of the top map), zero at init, that moves the (camera-warped) input
     # latent by bilinear sampling before the head's correction is added. The camera warp moves the whole
@@ -216,6 +223,11 @@ class WorldModelConfig:
                              f"action_dim={self.action_dim}")
         if self.latent_snap_moving > 1:
             raise ValueError(f"latent_snap_moving={self.latent_snap_moving}: a share in [0, 1], or < 0 for latent_snap")
+        if not 0 <= self.latent_carry <= 1 or (self.latent_carry and (not self.latent_dim
+                                                                       or self.action_dim != V5_ACTION_DIM)):
+            raise ValueError(f"latent_carry={self.latent_carry}: a share in [0, 1] of the snap's residual, carried "
+                             f"while the 15-D layout's camera or keys move: it needs latent_dim > 0 and action_dim="
+                             f"{V5_ACTION_DIM}")
         if self.flow_mode not in FLOW_MODES:
             raise ValueError(f"flow_mode must be one of {FLOW_MODES}, got {self.flow_mode!r}")
         if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear') and not self.flow_warp:
@@ -284,6 +296,9 @@ class WorldModelState:
                                                  # > 0), the next rollout step's input; None before any step
     held: Optional[torch.Tensor] = None          # (B, 7) long: frames each key has been down up to the last
                                                  # step (key_hold_bins > 0); None means all up
+    carry: Optional[torch.Tensor] = None         # (B, D, H, W) raw: the share latent_carry of what a rollout's last
+                                                 # snap took off (rollout.carry_out), added to the next step's
+                                                 # moved input latent where it moves; None means zero
 
     @property
     def batch_size(self):
@@ -298,22 +313,26 @@ class WorldModelState:
     def _held(self, f):
         return None if self.held is None else f(self.held)
 
+    def _carry(self, f):
+        return None if self.carry is None else f(self.carry)
+
     def detach(self):
         return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset,
-                               self._latent(torch.Tensor.detach), self.held)
+                               self._latent(torch.Tensor.detach), self.held, self._carry(torch.Tensor.detach))
 
     def __getitem__(self, idx):
         if isinstance(idx, int):  # keep the batch dimension
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx],
                                self._offset(lambda o: o[idx]), self._latent(lambda z: z[idx]),
-                               self._held(lambda k: k[idx]))
+                               self._held(lambda k: k[idx]), self._carry(lambda r: r[idx]))
 
     def to(self, device=None, dtype=None):
         """Move (and optionally cast the float maps); buf_len stays long, the warp offset and latent float32."""
         return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
                                self.buf_len.to(device), self._offset(lambda o: o.to(device)),
-                               self._latent(lambda z: z.to(device)), self._held(lambda k: k.to(device)))
+                               self._latent(lambda z: z.to(device)), self._held(lambda k: k.to(device)),
+                               self._carry(lambda r: r.to(device)))
 
     def reset(self, mask):
         """Fresh state for the samples where mask (B,) is True (e.g. a new clip started). A reset sample's
@@ -323,7 +342,8 @@ class WorldModelState:
         return WorldModelState(hidden, self.buf * keep.view(-1, 1, 1), self.buf_len * (~mask.bool()).long(),
                                self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]),
                                self._latent(lambda z: z * (~mask.bool()).to(z.dtype).view(-1, 1, 1, 1)),
-                               self._held(lambda k: k * (~mask.bool()).long()[:, None]))
+                               self._held(lambda k: k * (~mask.bool()).long()[:, None]),
+                               self._carry(lambda r: r * (~mask.bool()).to(r.dtype).view(-1, 1, 1, 1)))
 
 
 def shift_maps(x, dx, dy):
@@ -777,7 +797,14 @@ class WorldModelConvFiLM(nn.Module):
         logits = self.head(top.flatten(0, 1))
         pred = flow = None
         if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
-            u = x_in[:, :, :cfg.latent_dim].flatten(0, 1).float()
+            u = x_in[:, :, :cfg.latent_dim].float()
+            if state.carry is not None:   # latent_carry: what the last snap took off, moved as the input was
+                r = state.carry.float() / self.latent_std[:, None, None]
+                if cfg.camera_warp == 'input':
+                    r = shift_maps(r, shifts[0][:, 0], shifts[1][:, 0])
+                r = r * moving_actions(actions[:, 0]).float().view(-1, 1, 1, 1)
+                u = torch.cat([u[:, :1] + r[:, None], u[:, 1:]], 1)
+            u = u.flatten(0, 1)
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))

@@ -3,6 +3,8 @@
 One implementation for every caller (training's validation and images, inference.py,
 live_inference.py, evaluate.py), so what training measures is what play shows.
 """
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -143,6 +145,17 @@ def snap_latent(model, latent, tokens, snap, reencode=None, action=None, snap_mo
     return latent
 
 
+def carry_out(model, state, latent, snapped, action):
+    """The state with config.latent_carry's share of what the snap took off (latent - snapped, raw (B, D, H, W)),
+    zero where the transition (action (B, A)) was idle: the model adds it to its next step's moved input latent
+    (sigma-delta in time: a motion of part of a cell a step adds up until the codes flip). Unchanged when the model
+    carries nothing."""
+    share = model.config.latent_carry
+    if not share:
+        return state
+    return replace(state, carry=share * (latent.float() - snapped) * moving_actions(action).float().view(-1, 1, 1, 1))
+
+
 @torch.no_grad()
 def warm_up(model, context_tokens, context_actions, state=None, context_latents=None):
     """Feed T context frames (B, T, H, W) with the T-1 actions between them (B, T-1, A).
@@ -176,7 +189,8 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
     the model's config.latent_snap) moves the fed-back latent towards those tokens' codes (snap_latent;
     latent_snap_moving, None: the model's config.latent_snap_moving, the share after a moving transition);
     latent_reencode (a VQ-VAE) then sends it through that VQ-VAE's decoder and encoder: back to a latent of
-    a picture, sub-cell phase included, whatever the regression drifted off to.
+    a picture, sub-cell phase included, whatever the regression drifted off to. With config.latent_carry the
+    share of what each snap took off is added to the next prediction while the move goes on (carry_out).
     """
     sampling = dict(sampling or {})
     steps = steps or actions.shape[1]
@@ -198,7 +212,8 @@ def rollout(model, context_tokens, context_actions, actions, steps=None, samplin
         if vq is not None:
             frames.append(display_frames(vq, logits, cur, held, display, lat))
         if lat is not None:
-            lat = snap_latent(model, lat, cur, latent_snap, latent_reencode, actions[:, n], latent_snap_moving)
+            snapped = snap_latent(model, lat, cur, latent_snap, latent_reencode, actions[:, n], latent_snap_moving)
+            lat, state = snapped, carry_out(model, state, lat, snapped, actions[:, n])
     res = [torch.stack(out, 1), state]
     if return_logits:
         res.append(torch.stack(logits_out, 1))

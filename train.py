@@ -53,6 +53,9 @@ LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it i
                              # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
 LATENT_SNAP_MOVING = -1.0    # >= 0: the snap after a transition that moves (camera or a key), < 0: LATENT_SNAP. A
                              # snap drops the sub-cell position a move left; 0 ran off (experiments z3r_..._mov0)
+LATENT_CARRY = 0.0           # share of what each snap took off that the tail (and every rollout: model latent_carry)
+                             # adds to the next prediction while a move goes on: a motion of part of a cell a step
+                             # adds up until the codes flip instead of being taken back by every snap
 LATENT_FLOW = 0.0            # > 0: a learned per-cell flow (at most this many cells a step) moves the input latent
                              # before the head's correction (model flow_warp): a walk moves near things more than
                              # far ones, by less than a cell a frame, which a regression head can only blur
@@ -145,7 +148,7 @@ import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import (PRESETS, WorldModelConvFiLM, flow_matching_loss, idm_loss, load_world_model,  # noqa: E402
                            save_world_model)
-from rollout import (amp_dtype, autocast, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
+from rollout import (amp_dtype, autocast, carry_out, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
 
@@ -300,7 +303,9 @@ class WindowLoss(torch.nn.Module):
             lat_t = None
             if cfg.latent_dim:
                 lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
-                lat_t = snap_latent(model, lat_t, fb, cfg.latent_snap, action=actions[:, t - 1])
+                snapped = snap_latent(model, lat_t, fb, cfg.latent_snap, action=actions[:, t - 1])
+                state = carry_out(model, state, lat_t, snapped, actions[:, t - 1])
+                lat_t = snapped
             prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True, latent_t=lat_t)
             cur = fb
             all_logits.append(prev[:, None])
@@ -498,6 +503,7 @@ def latent_overrides(c, vq):
     if not c['LATENTS']:
         return {}
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
+                latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
                 flow_mode=c['LATENT_FLOW_MODE'], fm_width=c['LATENT_FM'], fm_steps=c['LATENT_FM_STEPS'],
                 fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -669,6 +675,8 @@ def main(argv):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")
+    elif LATENT_CARRY:
+        raise ValueError(f"LATENT_CARRY={LATENT_CARRY} carries what the latent snap took off: it needs LATENTS=True")
     if LATENT_FM and LATENT_FM_WEIGHT <= 0:   # the head learns from its loss alone (and DDP waits on every parameter)
         raise ValueError(f"LATENT_FM={LATENT_FM} with LATENT_FM_WEIGHT={LATENT_FM_WEIGHT}: the head would never learn")
     overrides.update(latent_overrides(cfg, vq))
