@@ -262,12 +262,12 @@ def test_reencoded_rollout_feeds_back_the_latent_of_the_decoded_picture():
     assert not torch.equal(plain, gen)
 
 
-def test_live_play_feeds_back_latents_as_offline_rollouts_do():
+def play_and_generate(m, **engine):
+    """Live play (live_inference.Engine, greedy) and an offline rollout (inference.generate) of the same context
+    and 8 recorded transitions (W + a turn, idle, strafe + a look): the tokens (8, H, W) each shows."""
     import actions as A
     import inference as I
     import live_inference as L
-    m = tiny_latent(zero_init_head=False, latent_snap_moving=0.0,    # the snap reads each step's action too,
-                    key_hold_bins=3)                                 # and the state counts the held keys
     torch.manual_seed(1)
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
     edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
@@ -275,16 +275,21 @@ def test_live_play_feeds_back_latents_as_offline_rollouts_do():
     recs = ([dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=0.0,
              pitch_deg=0.0)] * 2 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0, pitch_deg=-2.0)] * 3)
     acts = torch.from_numpy(A.encode_records(recs, edges))
+    eng = L.Engine(m, vq, edges, ctx, 'greedy', **engine)
+    played = []
+    for r in recs:
+        eng.step(r)
+        played.append(eng.tokens[0].clone())
+    return torch.stack(played), I.generate(m, ctx.tokens, ctx.actions, acts, 'greedy', **engine)[0]
+
+
+def test_live_play_feeds_back_latents_as_offline_rollouts_do():
+    m = tiny_latent(zero_init_head=False, latent_snap_moving=0.0,    # the snap reads each step's action too,
+                    key_hold_bins=3)                                 # and the state counts the held keys
     played = {}
     for snap in (0.0, 0.5):
-        eng = L.Engine(m, vq, edges, ctx, 'greedy', latent_snap=snap)
-        played[snap] = []
-        for r in recs:
-            eng.step(r)
-            played[snap].append(eng.tokens[0].clone())
-        played[snap] = torch.stack(played[snap])
-        off = I.generate(m, ctx.tokens, ctx.actions, acts, 'greedy', latent_snap=snap)
-        assert torch.equal(off[0], played[snap])
+        played[snap], offline = play_and_generate(m, latent_snap=snap)
+        assert torch.equal(offline, played[snap])
     assert not torch.equal(played[0.0], played[0.5])
 
 

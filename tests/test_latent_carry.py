@@ -8,7 +8,7 @@ import torch
 
 from model_convGru import WorldModelConfig, WorldModelConvFiLM, moving_actions, shift_maps
 from rollout import rollout
-from tests.test_latent import D, H, K, W, TINY_LATENT, actions, context, tiny_latent
+from tests.test_latent import D, H, K, W, TINY_LATENT, actions, context, play_and_generate, tiny_latent
 
 pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
 
@@ -94,24 +94,12 @@ def test_latent_carry_config_errors():
 
 
 def test_live_play_carries_the_snap_residual_as_offline_rollouts_do():
-    import actions as A
-    import inference as I
-    import live_inference as L
-    from vqvae import VQConfig, VQVAE
-    m = tiny_latent(zero_init_head=False, latent_snap=1.0, latent_carry=1.0)
-    torch.manual_seed(1)
-    vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
-    edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
-    ctx = I.Context(torch.randint(0, K, (3, H, W)), actions(1, 2, keys=(0,))[0], 'npz', '<test>')
-    recs = ([dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=0.0,
-             pitch_deg=0.0)] * 2 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0, pitch_deg=-2.0)] * 3)
-    acts = torch.from_numpy(A.encode_records(recs, edges))
+    m = tiny_latent(zero_init_head=False, latent_snap=1.0)
     played = {}
     for carry in (0.0, 1.0):
         m.config.latent_carry = carry
-        eng = L.Engine(m, vq, edges, ctx, 'greedy')
-        played[carry] = torch.stack([eng.step(r) and eng.tokens[0].clone() for r in recs])
-        assert torch.equal(I.generate(m, ctx.tokens, ctx.actions, acts, 'greedy')[0], played[carry])
+        played[carry], offline = play_and_generate(m)
+        assert torch.equal(offline, played[carry])
     assert not torch.equal(played[0.0], played[1.0])
 
 
