@@ -59,7 +59,7 @@ LATENT_SNAP = None           # latent models: share of the way the fed-back late
                              # (rollout.snap_latent); None: the model's own (its config.latent_snap, as trained)
 LATENT_SNAP_MOVING = None    # latent models: the snap after a moving transition (camera or a key); < 0: LATENT_SNAP's;
                              # None: the model's own (config.latent_snap_moving)
-LATENT_CARRY = None         # latent models: share of what the snap took off carried to the next step while a move goes
+LATENT_CARRY = None          # latent models: share of what the snap took off carried to the next step while a move goes
                              # on (config.latent_carry); None: the model's own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own

@@ -136,11 +136,11 @@ class WorldModelConfig:
     # but without it a moving rollout runs off within 4-8 steps (experiments z3r_..._mov0: keys -6 to -13 dB)
     latent_snap_moving: float = -1.0
     # snap carry (0 = off, 15-D layout): a rollout keeps this share of what the snap took off the fed-back latent
-    # and adds it, moved by the next step's camera shift, to the next prediction while a move goes on (zero after
-    # an idle transition). The snap pulls a latent moved by part of a cell back to its old codes, so a strafe of
-    # 0.2 cells a step is taken back every step and a walk never shows; carried, the parts add up until the codes
-    # flip (sigma-delta quantisation in time). The network still reads the snapped latent; what is carried is
-    # bounded by the distance to the nearest code, so it cannot run off as an unsnapped feedback does (mov0)
+    # and adds it to the next step's input latent, moved with it by the camera shift and the learned flow, while a
+    # move goes on (zero after an idle transition). The snap pulls a latent moved by part of a cell back to its old
+    # codes, so a strafe of 0.2 cells a step is taken back every step; carried, the parts add up until the codes
+    # flip (sigma-delta quantisation in time). The network still reads the snapped latent, so the error carried
+    # with the motion adds up too (experiments zc: rolled out the picture runs off, trained the model stops moving)
     latent_carry: float = 0.0
     # learned flow (latent models only; 0 = off): the largest per-cell displacement, in cells a step, of a flow
     # (dx, dy) = flow_warp * tanh(3x3 conv of the top map), zero at init, that moves the (camera-warped) input
