@@ -133,7 +133,8 @@ class WorldModelConfig:
                                        # the codes of the tokens it decoded (rollout.snap_latent); 1 = the codes
     # the snap after a moving transition (camera or a movement key, 15-D layout), < 0: latent_snap. A snap drops
     # the sub-cell position a move left in the latent (experiments/warp_blur.py: 2.8 dB over 8 strafe steps),
-    # but without it a moving rollout runs off within 4-8 steps (experiments z3r_..._mov0: keys -6 to -13 dB)
+    # but without it a moving rollout runs off within 4-8 steps (experiments z3r_..._mov0: keys -6 to -13 dB);
+    # trained without it the flow learns a strafe's speed and the rollout holds it the tail's 8 steps (z5)
     latent_snap_moving: float = -1.0
     # snap carry (0 = off, 15-D layout): a rollout keeps this share of what the snap took off the fed-back latent
     # and adds it to the next step's input latent, moved with it by the camera shift and the learned flow, while a

@@ -52,7 +52,8 @@ LATENT_AR_GRAD = False       # the AR tail's fed-back latents keep their gradien
 LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it is saved in its config) feeds back
                              # its latent moved this share of the way to the decoded tokens' codes (rollout.snap_latent)
 LATENT_SNAP_MOVING = -1.0    # >= 0: the snap after a transition that moves (camera or a key), < 0: LATENT_SNAP. A
-                             # snap drops the sub-cell position a move left; 0 ran off (experiments z3r_..._mov0)
+                             # snap drops the sub-cell position a move left; 0 at evaluation only ran off
+                             # (experiments z3r_..._mov0), trained with 0 it holds the tail's 8 steps (z5)
 LATENT_CARRY = 0.0           # share of what each snap took off that the tail (and every rollout: model latent_carry)
                              # adds to the next prediction while a move goes on: a motion of part of a cell a step
                              # adds up until the codes flip instead of being taken back by every snap
