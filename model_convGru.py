@@ -772,7 +772,7 @@ class WorldModelConvFiLM(nn.Module):
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
         moving = None   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
-        if cfg.flow_gate or cfg.fm_gate:
+        if cfg.flow_gate or cfg.fm_gate or state.carry is not None:
             moving = moving_actions(actions).float()[..., None, None, None]
         flow_mask = moving if cfg.flow_gate else None
         hidden, tops, flows = list(state.hidden), [], []
@@ -803,7 +803,7 @@ class WorldModelConvFiLM(nn.Module):
                 r = state.carry.float() / self.latent_std[:, None, None]
                 if cfg.camera_warp == 'input':
                     r = shift_maps(r, shifts[0][:, 0], shifts[1][:, 0])
-                r = r * moving_actions(actions[:, 0]).float().view(-1, 1, 1, 1)
+                r = r * moving[:, 0]
                 u = torch.cat([u[:, :1] + r[:, None], u[:, 1:]], 1)
             u = u.flatten(0, 1)
             if cfg.flow_warp:
