@@ -61,6 +61,8 @@ LATENT_SNAP_MOVING = None    # latent models: the snap after a moving transition
                              # None: the model's own (config.latent_snap_moving)
 LATENT_CARRY = None          # latent models: share of what the snap took off carried to the next step while a move goes
                              # on (config.latent_carry); None: the model's own
+FLOW_ROUND = None            # latent models with a learned flow: 1 moves the fed-back latent by the flow rounded to whole
+                             # cells, the remainder carried (config.flow_round), 0 interpolates it; None: the model's own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own
 FM_TEMP = None               # ... and the std of the noise a sample starts from (0: one deterministic output); None: own
@@ -1210,6 +1212,9 @@ def parse_args(argv):
     p.add_argument('--latent-carry', type=float, default=LATENT_CARRY,
                    help="latent models: share (0-1) of what the snap took off that is added to the next prediction "
                         "while a move goes on (default: the model's own, config.latent_carry)")
+    p.add_argument('--flow-round', type=int, choices=(0, 1), default=FLOW_ROUND,
+                   help="latent models with a learned flow: 1 moves the fed-back latent by whole cells, each cell's "
+                        "sub-cell remainder carried to the next step; 0 interpolates (default: the model's own)")
     p.add_argument('--fm-steps', type=int, default=FM_STEPS,
                    help="models with a flow-matching head: Euler steps of each sampled latent; 0: the mean "
                         "(default: the model's own)")
@@ -1279,15 +1284,18 @@ def run(args):
         raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
     if args.latent_snap_moving is not None and args.latent_snap_moving > 1:
         raise SystemExit(f"--latent-snap-moving {args.latent_snap_moving}: expected a share in [0, 1] (< 0: --latent-snap's)")
-    for name in ('latent_carry', 'fm_steps', 'fm_temp', 'fm_gate'):   # rollout settings kept in the model's config
-        v = getattr(args, name)
+    for name in ('latent_carry', 'flow_round', 'fm_steps', 'fm_temp', 'fm_gate'):   # rollout settings kept in the
+        v = getattr(args, name)                                                     # model's config
         if v is not None:
             if name == 'latent_carry':
                 if not model.config.latent_dim:
                     raise SystemExit(f"--latent-carry: {ckpt_path} is a token model (latent_dim=0)")
+            elif name == 'flow_round':
+                if not model.config.flow_warp:
+                    raise SystemExit(f"--flow-round: {ckpt_path} has no learned flow (flow_warp=0)")
             elif not model.config.fm_width:
                 raise SystemExit(f"--{name.replace('_', '-')}: {ckpt_path} has no flow-matching head (fm_width=0)")
-            setattr(model.config, name, bool(v) if name == 'fm_gate' else v)
+            setattr(model.config, name, bool(v) if name in ('fm_gate', 'flow_round') else v)
     try:
         type(model.config).from_dict(model.config.to_dict())   # the overridden config checked as a new one is
     except ValueError as e:

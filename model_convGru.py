@@ -163,6 +163,14 @@ class WorldModelConfig:
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
     # Trained, bicubic lost to bilinear (experiments z4)
     flow_mode: str = 'bilinear'
+    # in a rollout (and the AR tail) the flow moves the fed-back latent by whole cells: each step's flow plus the
+    # sub-cell remainder the last step left (state.phase, moved with the camera shift, zero after an idle
+    # transition) rounded per cell, the new remainder kept (sigma-delta in space and time, as warp_accumulate
+    # does for the camera). A strafe of 0.2 cells a step then moves a whole cell every 5 steps with nothing
+    # resampled: the latent stays on its codes, the snap takes nothing back, and only geometry is carried, not
+    # the head's error (what latent_carry carried). Teacher-forced windows, whose input latents are true ones,
+    # keep the interpolated flow it learns from; the tail's gradient passes straight through the rounding
+    flow_round: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
     # or more). A held jump key lifts the view, then drops it, then bounces (blockworld's data hold it a median
@@ -231,8 +239,13 @@ class WorldModelConfig:
                              f"{V5_ACTION_DIM}")
         if self.flow_mode not in FLOW_MODES:
             raise ValueError(f"flow_mode must be one of {FLOW_MODES}, got {self.flow_mode!r}")
-        if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear') and not self.flow_warp:
-            raise ValueError("flow_hidden / flow_gate / flow_mode act on the learned flow: they need flow_warp > 0")
+        if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear' or self.flow_round) and not self.flow_warp:
+            raise ValueError("flow_hidden / flow_gate / flow_mode / flow_round act on the learned flow: they need "
+                             "flow_warp > 0")
+        if self.flow_round and (self.flow_hidden or self.action_dim != V5_ACTION_DIM):
+            raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
+                             f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
+                             f"recurrence, which it does not round: not both")
         if self.fm_width and not self.latent_dim:
             raise ValueError(f"fm_width={self.fm_width} samples a latent: it needs latent_dim > 0")
         if self.fm_width < 0 or self.fm_steps < 0 or self.fm_temp < 0:
@@ -300,6 +313,9 @@ class WorldModelState:
     carry: Optional[torch.Tensor] = None         # (B, D, H, W) raw: the share latent_carry of what a rollout's last
                                                  # snap took off (rollout.carry_out), added to the next step's
                                                  # moved input latent where it moves; None means zero
+    phase: Optional[torch.Tensor] = None         # (B, 2, H, W) float32: the rounded flow's sub-cell remainder (dx, dy)
+                                                 # per cell (flow_round); None: not a feedback step, the flow is
+                                                 # interpolated (teacher forcing)
 
     @property
     def batch_size(self):
@@ -317,23 +333,28 @@ class WorldModelState:
     def _carry(self, f):
         return None if self.carry is None else f(self.carry)
 
+    def _phase(self, f):
+        return None if self.phase is None else f(self.phase)
+
     def detach(self):
         return WorldModelState([h.detach() for h in self.hidden], self.buf.detach(), self.buf_len, self.warp_offset,
-                               self._latent(torch.Tensor.detach), self.held, self._carry(torch.Tensor.detach))
+                               self._latent(torch.Tensor.detach), self.held, self._carry(torch.Tensor.detach),
+                               self.phase)
 
     def __getitem__(self, idx):
         if isinstance(idx, int):  # keep the batch dimension
             idx = slice(idx, idx + 1) if idx != -1 else slice(-1, None)
         return WorldModelState([h[idx] for h in self.hidden], self.buf[idx], self.buf_len[idx],
                                self._offset(lambda o: o[idx]), self._latent(lambda z: z[idx]),
-                               self._held(lambda k: k[idx]), self._carry(lambda r: r[idx]))
+                               self._held(lambda k: k[idx]), self._carry(lambda r: r[idx]),
+                               self._phase(lambda p: p[idx]))
 
     def to(self, device=None, dtype=None):
         """Move (and optionally cast the float maps); buf_len stays long, the warp offset and latent float32."""
         return WorldModelState([h.to(device, dtype) for h in self.hidden], self.buf.to(device, dtype),
                                self.buf_len.to(device), self._offset(lambda o: o.to(device)),
                                self._latent(lambda z: z.to(device)), self._held(lambda k: k.to(device)),
-                               self._carry(lambda r: r.to(device)))
+                               self._carry(lambda r: r.to(device)), self._phase(lambda p: p.to(device)))
 
     def reset(self, mask):
         """Fresh state for the samples where mask (B,) is True (e.g. a new clip started). A reset sample's
@@ -344,7 +365,8 @@ class WorldModelState:
                                self._offset(lambda o: o * (~mask.bool()).to(o.dtype)[:, None]),
                                self._latent(lambda z: z * (~mask.bool()).to(z.dtype).view(-1, 1, 1, 1)),
                                self._held(lambda k: k * (~mask.bool()).long()[:, None]),
-                               self._carry(lambda r: r * (~mask.bool()).to(r.dtype).view(-1, 1, 1, 1)))
+                               self._carry(lambda r: r * (~mask.bool()).to(r.dtype).view(-1, 1, 1, 1)),
+                               self._phase(lambda p: p * (~mask.bool()).to(p.dtype).view(-1, 1, 1, 1)))
 
 
 def shift_maps(x, dx, dy):
@@ -771,8 +793,9 @@ class WorldModelConvFiLM(nn.Module):
         gamma, beta = self.film_params(actions, held)
         dx, dy = shifts[:2] if cfg.camera_warp == 'hidden' else (None, None)
 
+        rounding = cfg.flow_round and state.phase is not None   # a feedback step: whole-cell flow (flow_round)
         moving = None   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
-        if cfg.flow_gate or cfg.fm_gate or state.carry is not None:
+        if cfg.flow_gate or cfg.fm_gate or state.carry is not None or rounding:
             moving = moving_actions(actions).float()[..., None, None, None]
         flow_mask = moving if cfg.flow_gate else None
         hidden, tops, flows = list(state.hidden), [], []
@@ -796,7 +819,7 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.use_temporal_attention:
             top, buf, buf_len = self.temporal(top, buf, buf_len)
         logits = self.head(top.flatten(0, 1))
-        pred = flow = None
+        pred = flow = phase = None
         if cfg.latent_dim:   # the next latent = the (warped) current one + the head's correction
             u = x_in[:, :, :cfg.latent_dim].float()
             if state.carry is not None:   # latent_carry: what the last snap took off, moved as the input was
@@ -809,6 +832,8 @@ class WorldModelConvFiLM(nn.Module):
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))
+                if rounding:
+                    flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase, shifts, moving)
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
@@ -821,11 +846,27 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.copy_gate:
             logits = self.add_copy_logit(logits, top, tokens, actions, shifts)
         new_state = WorldModelState(hidden, buf, buf_len, shifts[2] if shifts is not None else None,
-                                    None if pred is None else pred[:, -1], None if held is None else held[:, -1])
+                                    None if pred is None else pred[:, -1], None if held is None else held[:, -1],
+                                    phase=phase)
         out = (logits, new_state) + ((top,) if return_hidden else ()) + ((pred,) if return_latent else ())
         if return_flow:
             out = out + (flow.view(B, T, *flow.shape[1:]), moved.view(B, T, *moved.shape[1:]))
         return out
+
+    def round_flow(self, flow, phase, shifts, moving):
+        """flow (B, T, 2, H, W) -> the whole-cell flow (B*T, 2, H, W) feedback steps move their latents by, and the
+        sub-cell remainder (B, 2, H, W) left after the last (flow_round): each step's flow plus the remainder before
+        it (moved by the step's camera shift) rounded per cell; an idle step (moving (B, T, 1, 1, 1) zero) leaves
+        none. The gradient passes straight through the rounding to the flow."""
+        out = []
+        for t in range(flow.shape[1]):
+            if self.config.camera_warp == 'input':
+                phase = shift_maps(phase, shifts[0][:, t], shifts[1][:, t])
+            total = flow[:, t] + phase
+            whole = torch.round(total)
+            out.append(flow[:, t] + (whole - flow[:, t]).detach())
+            phase = (total - whole).detach() * moving[:, t]
+        return torch.stack(out, 1).flatten(0, 1), phase
 
     def flow(self, top, moving=None):
         """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32; times

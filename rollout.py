@@ -145,11 +145,23 @@ def snap_latent(model, latent, tokens, snap, reencode=None, action=None, snap_mo
     return latent
 
 
+def start_feedback(model, state):
+    """The state with the rounded flow's remainder started (zero) where the model has config.flow_round and the
+    state none yet: the steps after it move their latent by whole cells (feedback steps: rollouts, live play and
+    the training tail; teacher-forced and warm-up steps, which read true latents, interpolate)."""
+    if not model.config.flow_round or state.phase is not None:
+        return state
+    return replace(state, phase=torch.zeros(state.batch_size, 2, model.config.height, model.config.width,
+                                            device=state.buf.device))
+
+
 def carry_out(model, state, latent, snapped, action):
     """The state with config.latent_carry's share of what the snap took off (latent - snapped, raw (B, D, H, W)),
     zero where the transition (action (B, A)) was idle: the model adds it to its next step's moved input latent
     (sigma-delta in time: a motion of part of a cell a step adds up until the codes flip). Unchanged when the model
-    carries nothing."""
+    carries nothing.
+    The state also starts feedback (start_feedback)."""
+    state = start_feedback(model, state)
     share = model.config.latent_carry
     if not share:
         return state
@@ -161,7 +173,8 @@ def warm_up(model, context_tokens, context_actions, state=None, context_latents=
     """Feed T context frames (B, T, H, W) with the T-1 actions between them (B, T-1, A).
 
     The last context frame is not consumed: it is the input of the first rollout step.
-    Returns the state after the first T-1 transitions (hidden maps and temporal buffer filled).
+    Returns the state after the first T-1 transitions (hidden maps and temporal buffer filled), feedback
+    started (start_feedback).
     context_latents (B, T, D, H, W): the frames' raw latents, read by a model with latent_dim > 0.
     """
     B, T = context_tokens.shape[:2]
@@ -170,7 +183,7 @@ def warm_up(model, context_tokens, context_actions, state=None, context_latents=
     if T > 1:
         lat = context_latents[:, :-1] if context_latents is not None and model.config.latent_dim else None
         _, state = model(context_tokens[:, :-1], context_actions[:, :T - 1], state, latents=lat)
-    return state
+    return start_feedback(model, state)
 
 
 @torch.no_grad()

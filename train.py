@@ -69,6 +69,9 @@ LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each st
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
                              # step, yet its rollouts followed worse (experiments z4)
+LATENT_FLOW_ROUND = False    # the tail (and every rollout: model flow_round) moves the fed-back latent by the flow
+                             # rounded to whole cells, each cell's sub-cell remainder kept for the next step: the
+                             # motion survives the snap and nothing is resampled (teacher forcing keeps the bilinear flow)
 LATENT_FM = 0                # > 0: a flow-matching head of this width learns the distribution of the next latent
                              # around the head's mean (model fm_width), and rollouts feed back mean + a sample: the
                              # mean of what can come next is a smear where content moves by part of a cell
@@ -506,7 +509,7 @@ def latent_overrides(c, vq):
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_mode=c['LATENT_FLOW_MODE'], fm_width=c['LATENT_FM'], fm_steps=c['LATENT_FM_STEPS'],
+                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'], fm_width=c['LATENT_FM'], fm_steps=c['LATENT_FM_STEPS'],
                 fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
 
 
@@ -672,7 +675,7 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-    elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE:
+    elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_ROUND:
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")

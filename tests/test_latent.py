@@ -496,7 +496,8 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     out = tmp_path / 'run'
     run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
               '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', '--LATENT_FLOW_MODE=bicubic',
-              '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', '--LATENT_CARRY=1.0', '--KEY_HOLD_BINS=4', '--LATENT_FM=8', '--LATENT_FM_STEPS=2',
+              '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', '--LATENT_CARRY=1.0', '--LATENT_FLOW_ROUND=True',
+              '--KEY_HOLD_BINS=4', '--LATENT_FM=8', '--LATENT_FM_STEPS=2',
               "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
@@ -511,16 +512,17 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     assert (model.config.flow_mode, model.config.latent_snap, model.config.latent_snap_moving) == ('bicubic', 0.5, 0.0)
     assert model.config.key_hold_bins == 4 == ck['train_config']['KEY_HOLD_BINS']
     assert (model.config.fm_width, model.config.fm_steps, model.config.fm_temp) == (8, 2, 1.0)
-    assert model.config.latent_carry == 1.0
+    assert model.config.latent_carry == 1.0 and model.config.flow_round is True
     assert torch.equal(model.codebook, vq.quantizer.embed.float())
     lat = torch.from_numpy(np.array(TokenCache(latent_data['data']).latents)).float()
     assert model.latent_mean.numpy() == pytest.approx(lat.mean((0, 2, 3)).numpy(), abs=0.1)
     idm = shared_idm(tmp_path_factory)
     res = E.main(['--ckpt', str(out), '--data', latent_data['data'], '--idm', idm['path'],
                   '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu', '--display', 'latent',
-                  '--latent-snap-moving', '-1', '--fm-temp', '0.5', '--latent-carry', '0.5'])
+                  '--latent-snap-moving', '-1', '--fm-temp', '0.5', '--latent-carry', '0.5',
+                  '--flow-round', '0'])
     assert res['settings']['display'] == 'latent' and res['settings']['latent_snap_moving'] == -1
-    assert res['settings']['model_config']['latent_carry'] == 0.5
+    assert res['settings']['model_config']['latent_carry'] == 0.5 and res['settings']['model_config']['flow_round'] is False
     assert res['settings']['model_config']['fm_temp'] == 0.5 and res['settings']['model_config']['fm_steps'] == 2
     cf = res['scripted']['counterfactual']['per_action']['forward']
     assert len(cf['model']['psnr']) == len(res['settings']['cf_horizons'])
