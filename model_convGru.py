@@ -60,6 +60,12 @@ def moving_actions(actions):
     return ~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)     # yaw bin 2 / pitch bin 6: still
 
 
+def walking_actions(actions):
+    """(..., 15) encoded v5 actions -> (...) bool: W, A, S, D or jump is down and the camera is still."""
+    a = actions.float() > 0.5
+    return a[..., 2] & a[..., 6] & a[..., 8:13].any(-1)
+
+
 def key_hold_counts(actions, held=None):
     """(B, T, 15) encoded v5 actions and the frames each key was already down before them, (B, 7) long or None
     (all up) -> (B, T, 7) long: after each step, how many frames in a row each key (W A S D jump sprint sneak)
@@ -163,13 +169,15 @@ class WorldModelConfig:
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
     # Trained, bicubic lost to bilinear (experiments z4)
     flow_mode: str = 'bilinear'
-    # in a rollout (and the AR tail) the flow moves the fed-back latent by whole cells: each step's flow plus the
-    # sub-cell remainder the last step left (state.phase, moved with the camera shift, zero after an idle
-    # transition) rounded per cell, the new remainder kept (sigma-delta in space and time, as warp_accumulate
+    # in a rollout (and the AR tail), on a transition with a movement key down and the camera still, the flow moves
+    # the fed-back latent by whole cells: the step's flow plus the sub-cell remainder the last step left
+    # (state.phase) rounded per cell, the new remainder kept (sigma-delta in space and time, as warp_accumulate
     # does for the camera). A strafe of 0.2 cells a step then moves a whole cell every 5 steps with nothing
     # resampled: the latent stays on its codes, the snap takes nothing back, and only geometry is carried, not
-    # the head's error (what latent_carry carried). Teacher-forced windows, whose input latents are true ones,
-    # keep the interpolated flow it learns from; the tail's gradient passes straight through the rounding
+    # the head's error (what latent_carry carried). A turn or a look (moved by the camera warp; rounded, their
+    # uneven residual flow tore the picture, z3r_..._round) and an idle step interpolate and clear the remainder.
+    # Teacher-forced windows, whose input latents are true ones, keep the interpolated flow it learns from; the
+    # tail's gradient passes straight through the rounding
     flow_round: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
@@ -795,7 +803,7 @@ class WorldModelConvFiLM(nn.Module):
 
         rounding = cfg.flow_round and state.phase is not None   # a feedback step: whole-cell flow (flow_round)
         moving = None   # (B, T, 1, 1, 1): 1 where the camera turns or a movement key (W A S D jump) is down
-        if cfg.flow_gate or cfg.fm_gate or state.carry is not None or rounding:
+        if cfg.flow_gate or cfg.fm_gate or state.carry is not None:
             moving = moving_actions(actions).float()[..., None, None, None]
         flow_mask = moving if cfg.flow_gate else None
         hidden, tops, flows = list(state.hidden), [], []
@@ -833,7 +841,8 @@ class WorldModelConvFiLM(nn.Module):
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))
                 if rounding:
-                    flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase, shifts, moving)
+                    flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase,
+                                                  walking_actions(actions)[..., None, None, None])
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
@@ -853,19 +862,19 @@ class WorldModelConvFiLM(nn.Module):
             out = out + (flow.view(B, T, *flow.shape[1:]), moved.view(B, T, *moved.shape[1:]))
         return out
 
-    def round_flow(self, flow, phase, shifts, moving):
-        """flow (B, T, 2, H, W) -> the whole-cell flow (B*T, 2, H, W) feedback steps move their latents by, and the
-        sub-cell remainder (B, 2, H, W) left after the last (flow_round): each step's flow plus the remainder before
-        it (moved by the step's camera shift) rounded per cell; an idle step (moving (B, T, 1, 1, 1) zero) leaves
-        none. The gradient passes straight through the rounding to the flow."""
+    @staticmethod
+    def round_flow(flow, phase, walking):
+        """flow (B, T, 2, H, W) -> the flow (B*T, 2, H, W) feedback steps move their latents by, and the sub-cell
+        remainder (B, 2, H, W) left after the last (flow_round): on a walking step (walking (B, T, 1, 1, 1) true: a
+        movement key down, the camera still) the flow plus the remainder before it rounded per cell, the rest
+        kept; on any other step the flow itself, and no remainder. The gradient passes straight through the
+        rounding to the flow."""
         out = []
         for t in range(flow.shape[1]):
-            if self.config.camera_warp == 'input':
-                phase = shift_maps(phase, shifts[0][:, t], shifts[1][:, t])
             total = flow[:, t] + phase
-            whole = torch.round(total)
+            whole = torch.where(walking[:, t], torch.round(total), flow[:, t])
             out.append(flow[:, t] + (whole - flow[:, t]).detach())
-            phase = (total - whole).detach() * moving[:, t]
+            phase = (total - whole).detach() * walking[:, t]
         return torch.stack(out, 1).flatten(0, 1), phase
 
     def flow(self, top, moving=None):

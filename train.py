@@ -70,8 +70,9 @@ LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each st
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
                              # step, yet its rollouts followed worse (experiments z4)
 LATENT_FLOW_ROUND = False    # the tail (and every rollout: model flow_round) moves the fed-back latent by the flow
-                             # rounded to whole cells, each cell's sub-cell remainder kept for the next step: the
-                             # motion survives the snap and nothing is resampled (teacher forcing keeps the bilinear flow)
+                             # rounded to whole cells while a key is down and the camera still, each cell's sub-cell
+                             # remainder kept for the next step: the walk survives the snap and nothing is resampled
+                             # (teacher forcing keeps the bilinear flow)
 LATENT_FM = 0                # > 0: a flow-matching head of this width learns the distribution of the next latent
                              # around the head's mean (model fm_width), and rollouts feed back mean + a sample: the
                              # mean of what can come next is a smear where content moves by part of a cell

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from model_convGru import WorldModelConfig, WorldModelConvFiLM, shift_maps
+from model_convGru import WorldModelConfig, WorldModelConvFiLM, walking_actions
 from rollout import rollout, start_feedback
 from tests.test_latent import D, H, K, W, TINY_LATENT, actions, context, play_and_generate, tiny_latent
 from tests.test_latent_carry import column_shift
@@ -58,17 +58,17 @@ def test_a_sub_cell_flow_moves_the_latent_by_whole_cells_on_its_codes():
     assert torch.equal(full, torch.stack(toks, 1)) and torch.allclose(st.phase, state.phase)
 
 
-def test_the_remainder_moves_with_the_camera_and_an_idle_step_clears_it():
+def test_only_a_walk_with_the_camera_still_is_rounded_a_turn_or_idle_step_clears_the_remainder():
     m = fixed_flow_model(0.3)
-    phase = torch.rand(2, 2, H, W) - 0.5
-    acts = torch.cat([actions(1, 1, yaw=4, keys=(3,)), actions(1, 1)])   # sample 0 turns (2 cells) and strafes,
-    flow = m.flow(torch.zeros(2, m.config.hidden_dim, H, W))[:, None]      # sample 1 is idle
-    dx, dy, _ = m.camera_shifts(acts)
-    whole, left = m.round_flow(flow, phase, (dx, dy), torch.tensor([1.0, 0.0]).view(2, 1, 1, 1, 1))
-    total = flow[0, 0] + shift_maps(phase, dx[:, 0], dy[:, 0])[0]
-    assert dx[0, 0] == -2 and torch.equal(whole[0], torch.round(total))
-    torch.testing.assert_close(left[0], total - torch.round(total))
-    assert (left[1] == 0).all() and left[0].abs().max() <= 0.5
+    phase = torch.rand(3, 2, H, W) - 0.5
+    acts = torch.cat([actions(1, 1, keys=(3,)), actions(1, 1, yaw=4, keys=(3,)), actions(1, 1)])   # strafe;
+    flow = m.flow(torch.zeros(3, m.config.hidden_dim, H, W))[:, None]             # strafe + turn; idle
+    walking = walking_actions(acts)
+    assert walking.tolist() == [[True], [False], [False]]
+    got, left = m.round_flow(flow, phase, walking[..., None, None, None])
+    total = flow[0, 0] + phase[0]
+    assert torch.equal(got[0], torch.round(total)) and torch.equal(left[0], total - torch.round(total))
+    assert torch.equal(got[1:], flow[1:, 0]) and (left[1:] == 0).all()
 
 
 def test_flow_round_leaves_idle_rollouts_and_teacher_forcing_unchanged():
@@ -97,9 +97,11 @@ def test_flow_round_config_errors():
 def test_live_play_rounds_the_flow_as_offline_rollouts_do():
     m = tiny_latent(zero_init_head=False, flow_warp=1.0, latent_snap=0.5)
     torch.nn.init.normal_(m.flow_head.weight, std=0.3)
+    recs = ([dict(ws=1, ad=0, scs=0, yaw_deg=0.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=3.0,
+             pitch_deg=0.0)] + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0, pitch_deg=0.0)] * 3)   # walk, turn, strafe
     played = {}
     for rnd in (False, True):
         m.config.flow_round = rnd
-        played[rnd], offline = play_and_generate(m)
+        played[rnd], offline = play_and_generate(m, recs)
         assert torch.equal(offline, played[rnd])
     assert not torch.equal(played[False], played[True])

@@ -262,9 +262,9 @@ def test_reencoded_rollout_feeds_back_the_latent_of_the_decoded_picture():
     assert not torch.equal(plain, gen)
 
 
-def play_and_generate(m, **engine):
+def play_and_generate(m, recs=None, **engine):
     """Live play (live_inference.Engine, greedy) and an offline rollout (inference.generate) of the same context
-    and 8 recorded transitions (W + a turn, idle, strafe + a look): the tokens (8, H, W) each shows."""
+    and recorded transitions (default 8: W + a turn, idle, strafe + a look): the tokens (N, H, W) each shows."""
     import actions as A
     import inference as I
     import live_inference as L
@@ -272,7 +272,7 @@ def play_and_generate(m, **engine):
     vq = VQVAE(VQConfig(hidden1=4, hidden2=8, embedding_dim=D, codebook_size=K)).eval()
     edges = dict(encoding='v5', yaw=A.DEFAULT_YAW_EDGES, pitch=A.DEFAULT_PITCH_EDGE)
     ctx = I.Context(torch.randint(0, K, (3, H, W)), actions(1, 2, keys=(0,))[0], 'npz', '<test>')
-    recs = ([dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=0.0,
+    recs = recs or ([dict(ws=1, ad=0, scs=0, yaw_deg=3.0, pitch_deg=0.0)] * 3 + [dict(ws=0, ad=0, scs=0, yaw_deg=0.0,
              pitch_deg=0.0)] * 2 + [dict(ws=0, ad=-1, scs=0, yaw_deg=0.0, pitch_deg=-2.0)] * 3)
     acts = torch.from_numpy(A.encode_records(recs, edges))
     eng = L.Engine(m, vq, edges, ctx, 'greedy', **engine)
