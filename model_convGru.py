@@ -176,8 +176,8 @@ class WorldModelConfig:
     # resampled: the latent stays on its codes, the snap takes nothing back, and only geometry is carried, not
     # the head's error (what latent_carry carried). A turn or a look (moved by the camera warp; rounded, their
     # uneven residual flow tore the picture, z3r_..._round) and an idle step interpolate and clear the remainder.
-    # Teacher-forced windows, whose input latents are true ones, keep the interpolated flow it learns from; the
-    # tail's gradient passes straight through the rounding
+    # Teacher-forced windows, whose input latents are true ones, keep the interpolated flow it learns from; no
+    # gradient passes through a rounded flow (a straight-through one taught the strafe's flow the wrong way, zr)
     flow_round: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
@@ -867,13 +867,14 @@ class WorldModelConvFiLM(nn.Module):
         """flow (B, T, 2, H, W) -> the flow (B*T, 2, H, W) feedback steps move their latents by, and the sub-cell
         remainder (B, 2, H, W) left after the last (flow_round): on a walking step (walking (B, T, 1, 1, 1) true: a
         movement key down, the camera still) the flow plus the remainder before it rounded per cell, the rest
-        kept; on any other step the flow itself, and no remainder. The gradient passes straight through the
-        rounding to the flow."""
+        kept; on any other step the flow itself, and no remainder. No gradient passes through a rounded flow: a
+        straight-through one (the bilinear warp's one-sided slope at a whole cell) taught the strafe's flow the
+        wrong way, -0.83 cells a step (experiments zr); the flow learns from the interpolated steps."""
         out = []
         for t in range(flow.shape[1]):
             total = flow[:, t] + phase
-            whole = torch.where(walking[:, t], torch.round(total), flow[:, t])
-            out.append(flow[:, t] + (whole - flow[:, t]).detach())
+            whole = torch.where(walking[:, t], torch.round(total.detach()), flow[:, t])
+            out.append(whole)
             phase = (total - whole).detach() * walking[:, t]
         return torch.stack(out, 1).flatten(0, 1), phase
 

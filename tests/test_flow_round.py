@@ -69,6 +69,9 @@ def test_only_a_walk_with_the_camera_still_is_rounded_a_turn_or_idle_step_clears
     total = flow[0, 0] + phase[0]
     assert torch.equal(got[0], torch.round(total)) and torch.equal(left[0], total - torch.round(total))
     assert torch.equal(got[1:], flow[1:, 0]) and (left[1:] == 0).all()
+    flow = flow.detach().requires_grad_()
+    m.round_flow(flow, phase, walking[..., None, None, None])[0].sum().backward()
+    assert (flow.grad[0] == 0).all() and (flow.grad[1:] == 1).all()     # no gradient through a rounded flow
 
 
 def test_flow_round_leaves_idle_rollouts_and_teacher_forcing_unchanged():
