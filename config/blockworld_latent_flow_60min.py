@@ -11,6 +11,8 @@
 # earlier run 0.54-0.68), strafes left / right 0.98 / 0.94 (the first keys over the 0.70 target), W 0.42, and keeps
 # the still world (CF idle -0.6 / -0.7 dB, 512-step idle unique codes 0.84); look down 0.84 and sensitivity 0.799
 # just miss, and every key stays 0.2-1.3 dB under copy-last. --latent-snap 1: still world -0.4 dB, following 0.67.
+# Session 15 (experiments item 41): rolled out with `evaluate.py --flow-round 1` (walks moved by whole cells) the
+# same weights meet 9 target columns (following 0.74, strafes 0.91 / 0.96) at 1-2 dB more under copy-last.
 OUT_DIR = 'runs/blockworld_latent_flow_60min'
 MODEL_OVERRIDES = {'embed_dim': 48, 'hidden_dim': 64, 'n_layers': 2, 'dilations': (1, 2), 'film_dim': 64,
                    'attn_dim': 32, 'attn_heads': 2, 'idm_dim': 32, 'idm_hidden': 128, 'channels_last': True}
