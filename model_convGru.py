@@ -54,16 +54,24 @@ CAMERA_WARPS = ('input', 'hidden', 'none')
 FLOW_MODES = ('bilinear', 'bicubic')
 
 
+def camera_still_keys_down(actions):
+    """(..., 15) encoded v5 actions -> two (...) bools: the camera is still (yaw bin 2, pitch bin 6), and W, A, S, D
+    or jump is down."""
+    a = actions.float() > 0.5
+    return a[..., 2] & a[..., 6], a[..., 8:13].any(-1)
+
+
 def moving_actions(actions):
     """(..., 15) encoded v5 actions -> (...) bool: the camera turns or looks, or W, A, S, D or jump is down."""
-    a = actions.float() > 0.5
-    return ~(a[..., 2] & a[..., 6]) | a[..., 8:13].any(-1)     # yaw bin 2 / pitch bin 6: still
+    still, keys = camera_still_keys_down(actions)
+    return ~still | keys
 
 
 def walking_actions(actions):
-    """(..., 15) encoded v5 actions -> (...) bool: W, A, S, D or jump is down and the camera is still."""
-    a = actions.float() > 0.5
-    return a[..., 2] & a[..., 6] & a[..., 8:13].any(-1)
+    """(..., 15) encoded v5 actions -> (...) bool: W, A, S, D or jump is down and the camera is still (in torch, on
+    the device: actions.isolated_movement is the same on numpy arrays)."""
+    still, keys = camera_still_keys_down(actions)
+    return still & keys
 
 
 def key_hold_counts(actions, held=None):

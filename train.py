@@ -510,8 +510,8 @@ def latent_overrides(c, vq):
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'], fm_width=c['LATENT_FM'], fm_steps=c['LATENT_FM_STEPS'],
-                fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
+                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'], fm_width=c['LATENT_FM'],
+                fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
 
 
 def latent_statistics(cache, starts, max_frames=2048):
