@@ -31,6 +31,19 @@ def load_manifest(data_dir):
     return json.loads(raw), hashlib.sha1(raw).hexdigest()
 
 
+def _arrays_whole(cache, index):
+    """Every array the index names is there with all its frames (a crash or a foreign writer can cut one short)."""
+    names = ['tokens', 'actions'] + (['latents'] if index.get('latent_dim') else [])
+    for n in names:
+        path = os.path.join(cache, f'{n}.npy')
+        try:   # mapping checks the file holds every byte its header promises
+            if np.load(path, mmap_mode='r').shape[0] != index['frames']:
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 def build_cache(data_dir, progress=True):
     """Build (or reuse) the flat cache for data_dir. Returns the cache folder."""
     manifest, digest = load_manifest(data_dir)
@@ -38,8 +51,9 @@ def build_cache(data_dir, progress=True):
     index_path = os.path.join(cache, 'index.json')
     if os.path.isfile(index_path):
         with open(index_path) as f:
-            if json.load(f).get('manifest_sha1') == digest:
-                return cache
+            index = json.load(f)
+        if index.get('manifest_sha1') == digest and _arrays_whole(cache, index):
+            return cache
     os.makedirs(cache, exist_ok=True)
     clips, total, shape, adim, lat_shapes = [], 0, None, None, set()
     for c in manifest['clips']:
@@ -74,7 +88,8 @@ def build_cache(data_dir, progress=True):
                     lat_mm[c['start']:c['start'] + c['length']] = z['latents']
 
     names = ['tokens', 'actions'] + (['latents'] if lat_shape else [])
-    tmps = {n: os.path.join(cache, f'{n}.npy.tmp.npy') for n in names}
+    # temp names per process: runs started side by side on one dataset each build, the last rename wins
+    tmps = {n: os.path.join(cache, f'{n}.npy.tmp{os.getpid()}.npy') for n in names}
     tok = np.lib.format.open_memmap(tmps['tokens'], mode='w+', dtype=np.uint16, shape=(total,) + tuple(shape))
     act = np.lib.format.open_memmap(tmps['actions'], mode='w+', dtype=np.float32, shape=(total, adim))
     lat = (np.lib.format.open_memmap(tmps['latents'], mode='w+', dtype=np.float16, shape=(total,) + tuple(lat_shape))
@@ -89,7 +104,7 @@ def build_cache(data_dir, progress=True):
         os.remove(stale)
     for n in names:
         os.replace(tmps[n], os.path.join(cache, f'{n}.npy'))
-    tmp = index_path + '.tmp'
+    tmp = index_path + f'.tmp{os.getpid()}'
     with open(tmp, 'w') as f:
         json.dump(dict(manifest_sha1=digest, clips=clips, frames=total, grid=list(shape), action_dim=adim,
                        latent_dim=int(lat_shape[0]) if lat_shape else 0,
