@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from atomicio import atomic_write
-from rollout import CHANGE_THRESHOLD, DISPLAY_MODES, SAMPLING_MODES
+from rollout import CHANGE_THRESHOLD, DISPLAY_MODES, ROLLOUT_OPTIONS, SAMPLING_MODES, set_rollout_options
 
 # ---- what to measure (flags override; --quick swaps in QUICK) ----
 CTX_FRAMES = 4               # the "N context frames" setting (the other is 1)
@@ -1284,22 +1284,10 @@ def run(args):
         raise SystemExit(f"--latent-snap {args.latent_snap}: expected a share in [0, 1]")
     if args.latent_snap_moving is not None and args.latent_snap_moving > 1:
         raise SystemExit(f"--latent-snap-moving {args.latent_snap_moving}: expected a share in [0, 1] (< 0: --latent-snap's)")
-    for name in ('latent_carry', 'flow_round', 'fm_steps', 'fm_temp', 'fm_gate'):   # rollout settings kept in the
-        v = getattr(args, name)                                                     # model's config
-        if v is not None:
-            if name == 'latent_carry':
-                if not model.config.latent_dim:
-                    raise SystemExit(f"--latent-carry: {ckpt_path} is a token model (latent_dim=0)")
-            elif name == 'flow_round':
-                if not model.config.flow_warp:
-                    raise SystemExit(f"--flow-round: {ckpt_path} has no learned flow (flow_warp=0)")
-            elif not model.config.fm_width:
-                raise SystemExit(f"--{name.replace('_', '-')}: {ckpt_path} has no flow-matching head (fm_width=0)")
-            setattr(model.config, name, bool(v) if name in ('fm_gate', 'flow_round') else v)
     try:
-        type(model.config).from_dict(model.config.to_dict())   # the overridden config checked as a new one is
+        set_rollout_options(model, ckpt_path, **{n: getattr(args, n) for n in ROLLOUT_OPTIONS})
     except ValueError as e:
-        raise SystemExit(f"{ckpt_path}: {e}")
+        raise SystemExit(str(e))
     mgen = ModelGen(model, sampling, args.seed, vq, args.display, args.latent_snap,
                     vq if args.latent_reencode else None, args.latent_snap_moving)
     gens = {'model': mgen, 'copy_last': CopyLastGen(), 'shuffled_actions': ShuffledGen(mgen, args.seed)}

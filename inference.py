@@ -40,7 +40,7 @@ import torch
 import actions as A
 import gfdata
 from model_convGru import load_world_model
-from rollout import SAMPLING_MODES, decode_tokens, rollout
+from rollout import SAMPLING_MODES, decode_tokens, rollout, set_rollout_options
 
 # ---- defaults (flags override) ----
 CONTEXT_FRAMES = 8       # K context frames fed before the rollout (the model attends to 8 past steps)
@@ -429,6 +429,9 @@ def add_sampling_args(p, sampling, temperature, top_k, top_p, seed, help):
     p.add_argument('--latent-snap', type=float, default=None,
                    help="latent models: move the fed-back latent this share of the way to its tokens' codes "
                         "(0-1; default: the model's own, as trained)")
+    p.add_argument('--flow-round', type=int, choices=(0, 1), default=None,
+                   help="latent models with a learned flow: 1 moves the fed-back latent of a walk by whole cells, "
+                        "each cell's remainder carried to the next step; 0 interpolates (default: the model's own)")
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
 
 
@@ -471,6 +474,7 @@ def main(argv=None):
         return 2
     try:
         model, vq, edges, ck = load(args.ckpt, args.vqvae, args.device)
+        set_rollout_options(model, ck['path'], flow_round=args.flow_round)
         actions = None if args.actions == 'recorded' else parse_actions(args.actions, edges, args.steps)
         context = load_context(args.context, vq, edges, args.start, args.context_frames,
                                future=None if actions is None else len(actions))  # ground truth to encode
@@ -484,7 +488,8 @@ def main(argv=None):
           f"pitch edge {edges['pitch']}; context {context.kind} {args.context}: {K} frames from {args.start}; "
           f"{N} steps of {args.actions!r}; {args.sampling}"
           + (f" T={args.temperature:g} top-k {args.top_k} top-p {args.top_p:g} seed {args.seed}" if args.sampling == 'sample' else '')
-          + f"; {args.num_rollouts} rollout(s)")
+          + f"; {args.num_rollouts} rollout(s)"
+          + ('; walks moved by whole cells (flow_round)' if model.config.flow_round else ''))
     import time
     t0 = time.perf_counter()
     tokens = generate(model, context.tokens, context.actions, actions, args.sampling, args.temperature, args.top_k,

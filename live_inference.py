@@ -472,6 +472,7 @@ def main(argv=None):
         return 2
     try:
         model, vq, edges, ck = I.load(args.ckpt, args.vqvae, args.device)
+        I.set_rollout_options(model, ck['path'], flow_round=args.flow_round)
         context = I.load_context(args.context, vq, edges, args.start, args.context_frames, future=0)
         script = load_script(args.script) if args.script else None
     except (ValueError, FileNotFoundError) as e:
@@ -484,7 +485,8 @@ def main(argv=None):
                     args.compile, args.latent_snap)
     print(f"{ck['path']} on {engine.device}: {edges['encoding']} actions, yaw edges {edges['yaw']}, pitch edge "
           f"{edges['pitch']}; context {context.kind} {args.context} ({len(context.tokens)} frames from {args.start})"
-          + ('; compiled' if engine.compiled else ''))
+          + ('; compiled' if engine.compiled else '')
+          + ('; walks moved by whole cells (flow_round)' if model.config.flow_round else ''))
     recorder = None
     if args.record:
         recorder = Recorder(args.record, dict(ckpt=ck['path'], context=args.context, start=args.start,

@@ -26,6 +26,32 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
+ROLLOUT_OPTIONS = ('latent_carry', 'flow_round', 'fm_steps', 'fm_temp', 'fm_gate')   # kept in the model's config
+
+
+def set_rollout_options(model, source, **options):
+    """Override rollout settings the model keeps in its config (None leaves the model's own, as trained), each
+    checked against what the checkpoint `source` has. ValueError names the option and the checkpoint."""
+    cfg = model.config
+    for name, v in options.items():
+        if name not in ROLLOUT_OPTIONS:
+            raise ValueError(f"unknown rollout option {name!r} (one of {', '.join(ROLLOUT_OPTIONS)})")
+        if v is None:
+            continue
+        flag = '--' + name.replace('_', '-')
+        if name == 'latent_carry' and not cfg.latent_dim:
+            raise ValueError(f"{flag}: {source} is a token model (latent_dim=0)")
+        if name == 'flow_round' and not cfg.flow_warp:
+            raise ValueError(f"{flag}: {source} has no learned flow (flow_warp=0)")
+        if name.startswith('fm_') and not cfg.fm_width:
+            raise ValueError(f"{flag}: {source} has no flow-matching head (fm_width=0)")
+        setattr(cfg, name, bool(v) if name in ('fm_gate', 'flow_round') else v)
+    try:
+        type(cfg).from_dict(cfg.to_dict())   # the overridden config checked as a new one is
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
 SAMPLING_MODES = ('greedy', 'commit', 'commit_sample', 'sample')
 COMMIT_MODES = ('commit', 'commit_sample')   # modes that need the tokens the cells hold now
 CHANGE_THRESHOLD = 0.5   # 'commit': a cell changes when the model gives its current token less than this

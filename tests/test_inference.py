@@ -272,6 +272,9 @@ def test_cli_image_context_and_errors(tiny_ckpt, tmp_path, capsys):
     assert 'recorded needs' in capsys.readouterr().err
     assert I.main(['--ckpt', str(tmp_path), '--context', str(png), '--actions', 'idle', '--out', str(tmp_path / 'z')]) == 2
     assert 'no ckpt_' in capsys.readouterr().err
+    assert I.main(['--ckpt', tiny_ckpt['ckpt'], '--context', str(png), '--actions', 'idle', '--flow-round', '1',
+                   '--out', str(tmp_path / 'w')]) == 2
+    assert 'has no learned flow (flow_warp=0)' in capsys.readouterr().err and not (tmp_path / 'w').exists()
 
 
 def test_mp4_falls_back_to_opencv(tmp_path, monkeypatch):

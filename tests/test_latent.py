@@ -490,7 +490,7 @@ def test_a_latent_flow_learns_to_move_near_rows_and_keep_far_ones():
     assert err(pred) < 0.3 * err(lat[:, :4]), (err(pred), err(lat[:, :4]))
 
 
-def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_factory):
+def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_factory, capsys):
     import evaluate as E
     from test_idm import shared_idm
     out = tmp_path / 'run'
@@ -530,6 +530,18 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     flow = res['teacher_forced']['flow']                  # the learned flow, read per kind of transition
     assert sum(v['n'] for v in flow.values()) <= res['teacher_forced']['windows'] * res['teacher_forced']['transitions']
     assert all(0 <= v['abs'] <= 0.5 * 2 ** 0.5 for v in flow.values())
+    # inference.py and live_inference.py play the same weights rounded (the model's own) or interpolated
+    import inference as I
+    import live_inference as L
+    clip = os.path.join(latent_data['data'], TokenCache(latent_data['data']).clips[0]['file'])
+    for flag, rounded in ((), True), (('--flow-round', '0'), False):
+        capsys.readouterr()
+        assert I.main(['--ckpt', str(out), '--context', clip, '--context-frames', '2', '--actions', 'strafe_left',
+                       '--steps', '3', '--out', str(tmp_path / f'inf{len(flag)}'), '--upscale', '1', *flag]) == 0
+        assert ('walks moved by whole cells' in capsys.readouterr().out) is rounded
+        assert L.main(['--ckpt', str(out), '--context', clip, '--context-frames', '2', '--frames', '2',
+                       '--out', str(tmp_path / f'live{len(flag)}'), *flag]) == 0
+        assert ('walks moved by whole cells' in capsys.readouterr().out) is rounded
 
 
 def test_flow_by_action_reads_the_flow_of_each_kind_of_transition():

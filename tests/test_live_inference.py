@@ -211,6 +211,9 @@ def test_window_mode_runs_under_the_dummy_driver(tiny_ckpt, tmp_path, capsys):
     assert cv2.imread(str(shot)).shape == (72 * 2, 128 * 2, 3)
     assert L.main(['--ckpt', tiny_ckpt['ckpt'], '--frames', '3']) == 2
     assert 'no context given' in capsys.readouterr().err
+    assert L.main(['--ckpt', tiny_ckpt['ckpt'], '--context', clip(tiny_ckpt), '--frames', '3',
+                   '--flow-round', '1']) == 2
+    assert 'has no learned flow (flow_warp=0)' in capsys.readouterr().err
 
 
 def test_pacer_reports_when_the_model_cannot_keep_up(monkeypatch):
