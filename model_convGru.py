@@ -187,6 +187,11 @@ class WorldModelConfig:
     # Teacher-forced windows, whose input latents are true ones, keep the interpolated flow it learns from; no
     # gradient passes through a rounded flow (a straight-through one taught the strafe's flow the wrong way, zr)
     flow_round: bool = False
+    # smoothing of the flow a rounded walk moves by (flow_round): 0 none, per cell; k > 0 its k x k box mean (cells
+    # whose flows differ a little round alike, so the picture tears less); -1 one mean over the whole map (a rigid
+    # shift of whole cells). Rounded per cell, an uneven flow moved neighbouring cells by different whole cells and
+    # tore the picture (experiments item 41)
+    flow_round_smooth: int = 0
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
     # or more). A held jump key lifts the view, then drops it, then bounces (blockworld's data hold it a median
@@ -262,6 +267,11 @@ class WorldModelConfig:
             raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
                              f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
                              f"recurrence, which it does not round: not both")
+        if self.flow_round_smooth and not self.flow_round:
+            raise ValueError(f"flow_round_smooth={self.flow_round_smooth} smooths the rounded flow: it needs flow_round")
+        if self.flow_round_smooth < -1 or (self.flow_round_smooth > 0 and self.flow_round_smooth % 2 == 0):
+            raise ValueError(f"flow_round_smooth must be 0, -1 (the whole map) or an odd box size, "
+                             f"got {self.flow_round_smooth}")
         if self.fm_width and not self.latent_dim:
             raise ValueError(f"fm_width={self.fm_width} samples a latent: it needs latent_dim > 0")
         if self.fm_width < 0 or self.fm_steps < 0 or self.fm_temp < 0:
@@ -850,7 +860,8 @@ class WorldModelConvFiLM(nn.Module):
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))
                 if rounding:
                     flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase,
-                                                  walking_actions(actions)[..., None, None, None])
+                                                  walking_actions(actions)[..., None, None, None],
+                                                  cfg.flow_round_smooth)
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
@@ -871,16 +882,22 @@ class WorldModelConvFiLM(nn.Module):
         return out
 
     @staticmethod
-    def round_flow(flow, phase, walking):
+    def round_flow(flow, phase, walking, smooth=0):
         """flow (B, T, 2, H, W) -> the flow (B*T, 2, H, W) feedback steps move their latents by, and the sub-cell
         remainder (B, 2, H, W) left after the last (flow_round): on a walking step (walking (B, T, 1, 1, 1) true: a
         movement key down, the camera still) the flow plus the remainder before it rounded per cell, the rest
         kept; on any other step the flow itself, and no remainder. No gradient passes through a rounded flow: a
         straight-through one (the bilinear warp's one-sided slope at a whole cell) taught the strafe's flow the
-        wrong way, -0.83 cells a step (experiments zr); the flow learns from the interpolated steps."""
+        wrong way, -0.83 cells a step (experiments zr); the flow learns from the interpolated steps. smooth
+        (flow_round_smooth): a walk's flow is first averaged over a smooth x smooth box of cells (-1: the map)."""
         out = []
         for t in range(flow.shape[1]):
-            total = flow[:, t] + phase
+            f = flow[:, t]
+            if smooth < 0:
+                f = f.mean((2, 3), keepdim=True).expand_as(f)
+            elif smooth > 1:
+                f = F.avg_pool2d(f, smooth, 1, smooth // 2, count_include_pad=False)
+            total = torch.where(walking[:, t], f, flow[:, t]) + phase
             whole = torch.where(walking[:, t], torch.round(total.detach()), flow[:, t])
             out.append(whole)
             phase = (total - whole).detach() * walking[:, t]

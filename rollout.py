@@ -26,7 +26,7 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
-ROLLOUT_OPTIONS = ('latent_carry', 'flow_round', 'fm_steps', 'fm_temp', 'fm_gate')   # kept in the model's config
+ROLLOUT_OPTIONS = ('latent_carry', 'flow_round', 'flow_round_smooth', 'fm_steps', 'fm_temp', 'fm_gate')   # in model.config
 
 
 def set_rollout_options(model, source, **options):
@@ -41,7 +41,7 @@ def set_rollout_options(model, source, **options):
         flag = '--' + name.replace('_', '-')
         if name == 'latent_carry' and not cfg.latent_dim:
             raise ValueError(f"{flag}: {source} is a token model (latent_dim=0)")
-        if name == 'flow_round' and not cfg.flow_warp:
+        if name.startswith('flow_round') and not cfg.flow_warp:
             raise ValueError(f"{flag}: {source} has no learned flow (flow_warp=0)")
         if name.startswith('fm_') and not cfg.fm_width:
             raise ValueError(f"{flag}: {source} has no flow-matching head (fm_width=0)")

@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -73,6 +74,11 @@ LATENT_FLOW_ROUND = False    # the tail (and every rollout: model flow_round) mo
                              # rounded to whole cells while a key is down and the camera still, each cell's sub-cell
                              # remainder kept for the next step: the walk survives the snap and nothing is resampled
                              # (teacher forcing keeps the bilinear flow)
+LATENT_FLOW_ROUND_TAIL = True  # ... in the training tail too; False: the tail interpolates (trained as without it) and
+                             # only the checkpoint's rollouts and live play round (z3r / z3g: trained interpolated, rolled
+                             # out rounded, the best; trained rounded, zr2, lost)
+LATENT_FLOW_ROUND_SMOOTH = 0  # ... a walk's flow averaged over a k x k box of cells before it is rounded (odd k; -1:
+                             # the whole map, a rigid shift), so neighbouring cells round alike and do not tear
 LATENT_FM = 0                # > 0: a flow-matching head of this width learns the distribution of the next latent
                              # around the head's mean (model fm_width), and rollouts feed back mean + a sample: the
                              # mean of what can come next is a smear where content moves by part of a cell
@@ -220,6 +226,7 @@ def make_knobs(c, step, diagnostics=True):
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
                 latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
+                flow_round_tail=c['LATENT_FLOW_ROUND_TAIL'],
                 fm_weight=c['LATENT_FM_WEIGHT'], fm_frames=c['LATENT_FM_FRAMES'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
@@ -310,6 +317,8 @@ class WindowLoss(torch.nn.Module):
                 lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
                 snapped = snap_latent(model, lat_t, fb, cfg.latent_snap, action=actions[:, t - 1])
                 state = carry_out(model, state, lat_t, snapped, actions[:, t - 1])
+                if not knobs.get('flow_round_tail', True):   # LATENT_FLOW_ROUND_TAIL=False: no remainder, interpolated
+                    state = replace(state, phase=None)
                 lat_t = snapped
             prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True, latent_t=lat_t)
             cur = fb
@@ -510,7 +519,8 @@ def latent_overrides(c, vq):
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'], fm_width=c['LATENT_FM'],
+                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
+                flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                 fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
 
 
@@ -676,7 +686,7 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-    elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_ROUND:
+    elif LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH:
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")

@@ -95,6 +95,34 @@ def test_flow_round_config_errors():
         WorldModelConfig(latent_dim=D, flow_round=True)                    # no flow to round
     with pytest.raises(ValueError, match='flow_round'):
         WorldModelConfig(latent_dim=D, flow_warp=1.0, flow_round=True, flow_hidden=True)
+    with pytest.raises(ValueError, match='needs flow_round'):
+        WorldModelConfig(latent_dim=D, flow_warp=1.0, flow_round_smooth=3)
+    with pytest.raises(ValueError, match='odd box'):
+        WorldModelConfig(latent_dim=D, flow_warp=1.0, flow_round=True, flow_round_smooth=4)
+
+
+def test_a_smoothed_walk_rounds_neighbouring_cells_alike():
+    """flow_round_smooth: a walk's uneven flow is averaged over a box of cells (or the whole map) before it is
+    rounded, so neighbouring cells move by the same whole cells; other steps keep their own flow."""
+    torch.manual_seed(0)
+    T = 6
+    flow = 0.2 + 0.4 * torch.rand(1, T, 2, H, W)                           # 0.2-0.6 cells a step, uneven
+    walking = torch.ones(1, T, 1, 1, 1, dtype=torch.bool)
+    walking[:, 2] = False                                                  # a turn between the walks
+    zero = torch.zeros(1, 2, H, W)
+    per_cell, _ = WorldModelConvFiLM.round_flow(flow, zero, walking)
+    rigid, left = WorldModelConvFiLM.round_flow(flow, zero, walking, smooth=-1)
+    assert len(per_cell[3].unique()) > 1                                   # per cell: neighbours round apart
+    for t in (0, 1, 3, 4, 5):
+        assert len(rigid[t, 0].unique()) == 1 and len(rigid[t, 1].unique()) == 1   # the whole map alike
+    assert torch.equal(rigid[2], flow[0, 2])                               # the turn keeps its own flow
+    mean = flow[0, 3:].mean((2, 3), keepdim=True)                          # the walk after the turn adds up:
+    torch.testing.assert_close(rigid[3:].sum(0) + left[0], mean.sum(0).expand(2, H, W))   # moved + remainder
+    box, _ = WorldModelConvFiLM.round_flow(flow, zero, walking, smooth=3)
+    pooled = torch.nn.functional.avg_pool2d(flow[0, :1].flatten(0, 1), 3, 1, 1, count_include_pad=False)
+    assert torch.equal(box[0], torch.round(pooled).view(2, H, W))
+    steps = lambda f: (f[:, :, :, 1:] != f[:, :, :, :-1]).float().mean()    # noqa: E731 neighbours apart
+    assert steps(box) < steps(per_cell)
 
 
 def test_live_play_rounds_the_flow_as_offline_rollouts_do():
@@ -108,3 +136,20 @@ def test_live_play_rounds_the_flow_as_offline_rollouts_do():
         played[rnd], offline = play_and_generate(m, recs)
         assert torch.equal(offline, played[rnd])
     assert not torch.equal(played[False], played[True])
+
+
+def test_flow_round_tail_false_trains_as_the_interpolated_tail():
+    """LATENT_FLOW_ROUND_TAIL=False: a model that rolls out rounded (config.flow_round, saved in its checkpoint) is
+    trained exactly as one without it (the tail interpolates); True rounds the tail's walks as rollouts do."""
+    from tests.test_latent import half_cell_walk, tiny_window_loss
+    lat, a = half_cell_walk(4, 8, seed=0)                                  # D held on about half the steps
+    tok = torch.zeros(4, 9, H, W, dtype=torch.long)
+    out = {}
+    for flow_round, tail in ((False, True), (True, False), (True, True)):
+        wl, m, knobs = tiny_window_loss(flow_warp=1.0, flow_round=flow_round)
+        torch.manual_seed(5)
+        torch.nn.init.normal_(m.flow_head.weight, std=0.5)                 # a flow that varies over the map
+        torch.manual_seed(7)
+        out[flow_round, tail] = wl(tok, a, 6, dict(knobs, flow_round_tail=tail, latent_noise=0.0), lat)[1]
+    assert out[True, False]['latent_mse'].item() == out[False, True]['latent_mse'].item()
+    assert out[True, True]['latent_mse'].item() != out[False, True]['latent_mse'].item()
