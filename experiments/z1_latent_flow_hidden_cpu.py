@@ -4,3 +4,4 @@
 # snapped towards its codes (which drops the sub-cell phase the flow moved). Apply after
 # config/blockworld_latent_flow_60min.py.
 LATENT_FLOW_HIDDEN = True
+LATENT_FLOW_ROUND = False    # (session 16) the base preset's rounded rollouts move the latent, not the hidden maps: not both

@@ -7,3 +7,4 @@
 #   DATA=runs/exp/tokens_lat VQ=runs/vqvae_demo_check/vqvae.pt EVAL=0 experiments/run.sh zr_flow_round_60 60 \
 #       config/blockworld_latent_flow_60min.py experiments/zr_flow_round_cpu.py
 LATENT_FLOW_ROUND = True
+LATENT_FLOW_ROUND_TAIL = True   # (session 16: the base preset rounds rollouts only; zr / zr2 rounded the tail too)
