@@ -55,6 +55,8 @@ LATENT_SNAP = 0.0            # the AR tail (and every rollout of the model: it i
 LATENT_SNAP_MOVING = -1.0    # >= 0: the snap after a transition that moves (camera or a key), < 0: LATENT_SNAP. A
                              # snap drops the sub-cell position a move left; 0 at evaluation only ran off
                              # (experiments z3r_..._mov0), trained with 0 it holds the tail's 8 steps (z5)
+LATENT_SNAP_TAIL = -1.0      # >= 0: the training tail's snap instead of LATENT_SNAP, which stays the checkpoint's, for its
+                             # rollouts and live play (z3g trained at 0.5 and rolled out at 1 met 10 target columns)
 LATENT_CARRY = 0.0           # share of what each snap took off that the tail (and every rollout: model latent_carry)
                              # adds to the next prediction while a move goes on: a motion of part of a cell a step
                              # adds up until the codes flip instead of being taken back by every snap
@@ -226,7 +228,7 @@ def make_knobs(c, step, diagnostics=True):
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
                 latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
-                flow_round_tail=c['LATENT_FLOW_ROUND_TAIL'],
+                flow_round_tail=c['LATENT_FLOW_ROUND_TAIL'], snap_tail=c['LATENT_SNAP_TAIL'],
                 fm_weight=c['LATENT_FM_WEIGHT'], fm_frames=c['LATENT_FM_FRAMES'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
@@ -315,7 +317,8 @@ class WindowLoss(torch.nn.Module):
             lat_t = None
             if cfg.latent_dim:
                 lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
-                snapped = snap_latent(model, lat_t, fb, cfg.latent_snap, action=actions[:, t - 1])
+                snap = cfg.latent_snap if knobs.get('snap_tail', -1) < 0 else knobs['snap_tail']
+                snapped = snap_latent(model, lat_t, fb, snap, action=actions[:, t - 1])
                 state = carry_out(model, state, lat_t, snapped, actions[:, t - 1])
                 if not knobs.get('flow_round_tail', True):   # LATENT_FLOW_ROUND_TAIL=False: no remainder, interpolated
                     state = replace(state, phase=None)

@@ -153,3 +153,17 @@ def test_flow_round_tail_false_trains_as_the_interpolated_tail():
         out[flow_round, tail] = wl(tok, a, 6, dict(knobs, flow_round_tail=tail, latent_noise=0.0), lat)[1]
     assert out[True, False]['latent_mse'].item() == out[False, True]['latent_mse'].item()
     assert out[True, True]['latent_mse'].item() != out[False, True]['latent_mse'].item()
+
+
+def test_latent_snap_tail_trains_at_its_own_snap_while_the_checkpoint_keeps_latent_snap():
+    """LATENT_SNAP_TAIL >= 0: the tail feeds back at that snap, so a model saved with latent_snap 1 (its rollouts')
+    trains exactly as one whose latent_snap is the tail's 0.5."""
+    from tests.test_latent import half_cell_walk, tiny_window_loss
+    lat, a = half_cell_walk(4, 8, seed=1)
+    tok = torch.randint(0, K, (4, 9, H, W), generator=torch.Generator().manual_seed(2))
+    out = {}
+    for snap, tail in ((0.5, -1.0), (1.0, 0.5), (1.0, -1.0)):
+        wl, m, knobs = tiny_window_loss(latent_snap=snap)
+        torch.manual_seed(7)
+        out[snap, tail] = wl(tok, a, 6, dict(knobs, snap_tail=tail, latent_noise=0.0), lat)[1]['latent_mse'].item()
+    assert out[1.0, 0.5] == out[0.5, -1.0] != out[1.0, -1.0]
