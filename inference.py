@@ -435,6 +435,11 @@ def add_sampling_args(p, sampling, temperature, top_k, top_p, seed, help):
     p.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: leave)')
 
 
+def rollout_note(model):
+    """What the header line says of the rollout settings a model keeps in its config ('' for none)."""
+    return '; walks moved by whole cells (flow_round)' if model.config.flow_round else ''
+
+
 def start(args):
     """Shared start of main(): None to go on, or the exit code after printing the error."""
     if not args.context:
@@ -488,8 +493,7 @@ def main(argv=None):
           f"pitch edge {edges['pitch']}; context {context.kind} {args.context}: {K} frames from {args.start}; "
           f"{N} steps of {args.actions!r}; {args.sampling}"
           + (f" T={args.temperature:g} top-k {args.top_k} top-p {args.top_p:g} seed {args.seed}" if args.sampling == 'sample' else '')
-          + f"; {args.num_rollouts} rollout(s)"
-          + ('; walks moved by whole cells (flow_round)' if model.config.flow_round else ''))
+          + f"; {args.num_rollouts} rollout(s)" + rollout_note(model))
     import time
     t0 = time.perf_counter()
     tokens = generate(model, context.tokens, context.actions, actions, args.sampling, args.temperature, args.top_k,

@@ -485,8 +485,7 @@ def main(argv=None):
                     args.compile, args.latent_snap)
     print(f"{ck['path']} on {engine.device}: {edges['encoding']} actions, yaw edges {edges['yaw']}, pitch edge "
           f"{edges['pitch']}; context {context.kind} {args.context} ({len(context.tokens)} frames from {args.start})"
-          + ('; compiled' if engine.compiled else '')
-          + ('; walks moved by whole cells (flow_round)' if model.config.flow_round else ''))
+          + ('; compiled' if engine.compiled else '') + I.rollout_note(model))
     recorder = None
     if args.record:
         recorder = Recorder(args.record, dict(ckpt=ck['path'], context=args.context, start=args.start,

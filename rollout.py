@@ -171,23 +171,24 @@ def snap_latent(model, latent, tokens, snap, reencode=None, action=None, snap_mo
     return latent
 
 
-def start_feedback(model, state):
-    """The state with the rounded flow's remainder started (zero) where the model has config.flow_round and the
-    state none yet: the steps after it move their latent by whole cells (feedback steps: rollouts, live play and
-    the training tail; teacher-forced and warm-up steps, which read true latents, interpolate)."""
-    if not model.config.flow_round or state.phase is not None:
+def start_feedback(model, state, flow_round=None):
+    """The state with the rounded flow's remainder started (zero) where the model has config.flow_round (or
+    flow_round, when given) and the state none yet: the steps after it move their latent by whole cells (feedback
+    steps: rollouts, live play and the training tail; teacher-forced and warm-up steps, which read true latents,
+    interpolate)."""
+    if not (model.config.flow_round if flow_round is None else flow_round) or state.phase is not None:
         return state
     return replace(state, phase=torch.zeros(state.batch_size, 2, model.config.height, model.config.width,
                                             device=state.buf.device))
 
 
-def carry_out(model, state, latent, snapped, action):
+def carry_out(model, state, latent, snapped, action, flow_round=None):
     """The state with config.latent_carry's share of what the snap took off (latent - snapped, raw (B, D, H, W)),
     zero where the transition (action (B, A)) was idle: the model adds it to its next step's moved input latent
     (sigma-delta in time: a motion of part of a cell a step adds up until the codes flip). Unchanged when the model
     carries nothing.
-    The state also starts feedback (start_feedback)."""
-    state = start_feedback(model, state)
+    The state also starts feedback (start_feedback, flow_round passed on)."""
+    state = start_feedback(model, state, flow_round)
     share = model.config.latent_carry
     if not share:
         return state

@@ -17,7 +17,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -319,9 +318,9 @@ class WindowLoss(torch.nn.Module):
                 lat_t = state.latent if knobs['latent_ar_grad'] else state.latent.detach()
                 snap = cfg.latent_snap if knobs.get('snap_tail', -1) < 0 else knobs['snap_tail']
                 snapped = snap_latent(model, lat_t, fb, snap, action=actions[:, t - 1])
-                state = carry_out(model, state, lat_t, snapped, actions[:, t - 1])
-                if not knobs.get('flow_round_tail', True):   # LATENT_FLOW_ROUND_TAIL=False: no remainder, interpolated
-                    state = replace(state, phase=None)
+                # LATENT_FLOW_ROUND_TAIL=False: the tail starts no remainder, so it interpolates
+                state = carry_out(model, state, lat_t, snapped, actions[:, t - 1],
+                                  flow_round=cfg.flow_round and knobs.get('flow_round_tail', True))
                 lat_t = snapped
             prev, state, top_t = model.step(fb, actions[:, t], state, return_hidden=True, latent_t=lat_t)
             cur = fb
