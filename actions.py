@@ -298,6 +298,19 @@ def isolated_movement(actions_v5):
     return camera_still(actions_v5) & movement_keys_down(actions_v5)
 
 
+# Column order of a v5 action played backwards in time: the transition t+1 -> t of a walk forward while turning
+# right is a walk back while turning left (yaw bins mirrored, pitch up <-> down, W <-> S, A <-> D). Jump, sprint and
+# sneak keep their columns; a window holding jump or sprint has no backward twin (gravity; sprint only goes forward).
+V5_TIME_REVERSED = (4, 3, 2, 1, 0, 7, 6, 5, 10, 11, 8, 9, 12, 13, 14)
+
+
+def time_reversible(actions_v5):
+    """Per transition, True when playing it backwards is a transition the player could make: no jump (gravity
+    does not run backwards) and no sprint (sprint only speeds W; backwards it would be a sprint to the back)."""
+    a = np.asarray(actions_v5).reshape(-1, 15)
+    return (a[:, 12] < 0.5) & (a[:, 13] < 0.5)
+
+
 def format_action_stats(stats):
     """A printable table of action_stats()."""
     f = stats['frequencies']

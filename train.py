@@ -33,6 +33,10 @@ BALANCE_ACTIONS = 0.0        # window sampling: 0 uniform; 1 weighted by the inv
                              # transition's action combination (mean over the window); between: weight ** this
 ISOLATED_MOVES = 0.0         # share of windows drawn in proportion to their share of isolated-movement transitions
                              # (a key down, camera still: actions.isolated_movement); the rest as above. 0 = off
+TIME_REVERSE = 0.0           # share of the drawn windows without jump or sprint that are played backwards (frames
+                             # reversed, actions mirrored: W <-> S, A <-> D, turns and looks the other way): every
+                             # walk forward is also a walk back. Exact for a still world; rain, mobs and water would
+                             # then run backwards too. 0 = off
 # ---- model ----
 MODEL_PRESET = 'v6.2'        # model_convGru.PRESETS: 'v6.2' (~92M) or 'demo' (~3.6M)
 MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hidden'}
@@ -555,6 +559,25 @@ def window_probabilities(cache, starts, frames, power, isolated_share=0.0):
     return p
 
 
+def time_reverse(tokens, actions, latents, share):
+    """TIME_REVERSE: play `share` of the batch's reversible windows (actions.time_reversible on every transition)
+    backwards. tokens (B, F, H, W), actions (B, F - 1, 15) with action t driving frame t -> t + 1, latents
+    (B, F, D, H, W) or None. Frame t of a reversed window is frame F - 1 - t; its action t is the mirror
+    (actions.V5_TIME_REVERSED) of the one that drove frame F - 2 - t -> F - 1 - t."""
+    if not share:
+        return tokens, actions, latents
+    ok = ((actions[..., 12] < 0.5) & (actions[..., 13] < 0.5)).all(1)
+    flip = ok & (torch.rand(len(ok)).to(ok.device) < share)
+    perm = torch.tensor(A.V5_TIME_REVERSED, device=actions.device)
+
+    def pick(x, rev):
+        return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), rev, x)
+    tokens = pick(tokens, tokens.flip(1))
+    actions = pick(actions, actions.flip(1)[..., perm])
+    latents = pick(latents, latents.flip(1)) if latents is not None else None
+    return tokens, actions, latents
+
+
 # ------------------------------------------------------------------ images
 def save_png(path, rows):
     """rows: list of (N, 3, H, W) float tensors in [0, 1] -> one PNG grid (row per entry)."""
@@ -668,6 +691,14 @@ def main(argv):
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
     train_set = WindowDataset(cache, 'train', frames, latents=LATENTS, held=KEY_HOLD_BINS > 0)
     window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS, ISOLATED_MOVES)
+    if TIME_REVERSE:
+        if cache.action_dim != 15:
+            raise ValueError(f"TIME_REVERSE needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D")
+        if KEY_HOLD_BINS:   # how long a key has been held does not run backwards with the frames
+            raise ValueError("TIME_REVERSE with KEY_HOLD_BINS is not supported")
+        ok = A.time_reversible(cache.actions)
+        log(f"TIME_REVERSE={TIME_REVERSE}: {np.mean([ok[s:s + frames - 1].all() for s in train_set.starts]):.0%} "
+            f"of the train windows have no jump or sprint and can be played backwards")
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
     edges = A.edges_from_manifest(manifest)
@@ -808,10 +839,12 @@ def main(argv):
         latents = rest[:1] if LATENTS else []
         held = rest[-1].to(device) if KEY_HOLD_BINS else None
         tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
+        latents = latents[0].to(device, non_blocking=True) if latents else None
+        tokens, actions, latents = time_reverse(tokens, actions, latents, TIME_REVERSE)  # whole windows
         ar_len = curriculum.ar_len
         T = SEQ_LEN + ar_len
         tokens, actions = tokens[:, :T + 1], actions[:, :T]
-        latents = latents[0][:, :T + 1].to(device, non_blocking=True).float() if latents else None
+        latents = latents[:, :T + 1].float() if latents is not None else None
         timed = step % LOG_STEPS == 0
         if timed:
             sync()

@@ -224,3 +224,29 @@ def test_commit_feedback_feeds_the_ar_tail_what_commit_decoding_would_show():
         _, out_argmax, _ = loss(tokens, acts, 1, dict(knobs, feedback='argmax'))
     assert torch.isclose(out['ce_ar'], want)
     assert not torch.isclose(out_argmax['ce_ar'], want)
+
+
+def test_time_reverse_plays_reversible_windows_backwards(data, tmp_path):
+    import torch
+    import train
+    from tokendata import TokenCache, WindowDataset
+    cache = TokenCache(data['data'])
+    ds = WindowDataset(cache, 'train', 6)
+    ok = np.array([A.time_reversible(cache.actions[s:s + 5]).all() for s in ds.starts])
+    assert ok.any() and not ok.all()                                  # the data has windows with a jump or sprint
+    pick = [int(np.flatnonzero(ok)[0]), int(np.flatnonzero(~ok)[0])]
+    tok = torch.stack([ds[i][0] for i in pick])
+    act = torch.stack([ds[i][1] for i in pick])
+    lat = torch.randn(2, 6, 3, 2, 2)
+    t2, a2, l2 = train.time_reverse(tok, act, lat, 1.0)
+    assert torch.equal(t2[0], tok[0].flip(0)) and torch.equal(l2[0], lat[0].flip(0))
+    assert torch.equal(a2[0, 0], act[0, -1][list(A.V5_TIME_REVERSED)])   # frame 5 -> 4 is the mirror of 4 -> 5
+    assert torch.equal(a2[0, 0, 8], act[0, -1, 10]) and torch.equal(a2[0, 0, 0], act[0, -1, 4])   # S -> W, yaw
+    assert torch.equal(t2[1], tok[1]) and torch.equal(a2[1], act[1]) and torch.equal(l2[1], lat[1])  # jump: kept
+    assert train.time_reverse(tok, act, lat, 0.0)[0] is tok
+    t3, a3, _ = train.time_reverse(t2, a2, l2, 1.0)                       # twice backwards is forwards
+    assert torch.equal(t3, tok) and torch.equal(a3, act)
+    out = run_train(data, tmp_path, '--MAX_STEPS=3', '--TIME_REVERSE=0.5')
+    assert 'TIME_REVERSE=0.5' in out and 'can be played backwards' in out
+    with pytest.raises(AssertionError, match='KEY_HOLD_BINS is not supported'):
+        run_train(data, tmp_path / 'held', '--MAX_STEPS=1', '--TIME_REVERSE=0.5', '--KEY_HOLD_BINS=4')
