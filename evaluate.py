@@ -289,7 +289,9 @@ def isolated_action(tgt):
 def idm_following(pred, target, names, primary=PRIMARY, groups=FOLLOW_GROUPS):
     """IDM predictions on generated pairs vs the commanded actions.
     pred, target: {group: int array [P]}; names: the scripted action of each pair [P].
-    per_action[name]: acc = share of pairs whose primary groups are all right, plus each group's accuracy;
+    per_action[name]: acc = share of pairs whose primary groups are all right, plus each group's accuracy and,
+    per primary group, read_as: the share of pairs the IDM reads as each class (is a missed walk back read as
+    standing still, or as a walk forward?);
     groups: accuracy / macro F1 / balanced accuracy over all pairs (idm.score); overall: mean per-action acc.
     A model that ignores actions gives the same predictions whatever the command: balanced accuracy at or
     below chance (1 / commanded classes)."""
@@ -300,11 +302,24 @@ def idm_following(pred, target, names, primary=PRIMARY, groups=FOLLOW_GROUPS):
         m = names == n
         ok = np.all([np.asarray(pred[g])[m] == np.asarray(target[g])[m] for g in primary[n]], 0)
         per[n] = dict(acc=float(ok.mean()), primary=list(primary[n]), n=int(m.sum()),
-                      groups={g: float(np.mean(np.asarray(pred[g])[m] == np.asarray(target[g])[m])) for g in groups})
+                      groups={g: float(np.mean(np.asarray(pred[g])[m] == np.asarray(target[g])[m])) for g in groups},
+                      read_as={g: read_shares(np.asarray(pred[g])[m], g) for g in primary[n]})
     keep = names != ''
     sc = score({g: np.asarray(pred[g])[keep] for g in groups}, {g: np.asarray(target[g])[keep] for g in groups},
                list(groups)) if keep.any() else {}
     return dict(per_action=per, groups=sc, overall=float(np.mean([v['acc'] for v in per.values()])) if per else None)
+
+
+READ_CLASSES = {'ws': ('none', 'W', 'S'), 'ad': ('none', 'A', 'D'), 'jump': ('no', 'jump'),
+                'yaw_dir': ('left', 'none', 'right'), 'pitch': ('up', 'level', 'down'),
+                'camera': ('still', 'left', 'right', 'up', 'down', 'up_left', 'up_right', 'down_left', 'down_right')}
+
+
+def read_shares(pred, group):
+    """{class name: share of the predictions} for one IDM group (classes by index where unnamed)."""
+    pred = np.asarray(pred)
+    names = READ_CLASSES.get(group) or tuple(str(c) for c in range(int(pred.max(initial=0)) + 1))
+    return {c: float(np.mean(pred == i)) if len(pred) else 0.0 for i, c in enumerate(names)}
 
 
 def following_ratio(model, ceiling):

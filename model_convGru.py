@@ -54,11 +54,14 @@ CAMERA_WARPS = ('input', 'hidden', 'none')
 FLOW_MODES = ('bilinear', 'bicubic')
 
 
+MOVEMENT_KEYS = (8, 9, 10, 11, 12)   # W, A, S, D and jump in the 15-D layout (actions.V5_NAMES)
+
+
 def camera_still_keys_down(actions):
     """(..., 15) encoded v5 actions -> two (...) bools: the camera is still (yaw bin 2, pitch bin 6), and W, A, S, D
     or jump is down."""
     a = actions.float() > 0.5
-    return a[..., 2] & a[..., 6], a[..., 8:13].any(-1)
+    return a[..., 2] & a[..., 6], a[..., MOVEMENT_KEYS[0]:MOVEMENT_KEYS[-1] + 1].any(-1)
 
 
 def moving_actions(actions):
@@ -172,6 +175,11 @@ class WorldModelConfig:
     # the flow is zero on a transition with the camera still and no movement key down (15-D layout): the flow is
     # the view's own motion, and a small flow repeated on an idle world is a blur that grows (z0, experiments)
     flow_gate: bool = False
+    # a learned field (2, H, W) per movement key (W, A, S, D, jump; 15-D layout), zero at init, added to the flow
+    # head's output (inside its tanh) while the key is down: the key's own mean motion, on a direct path from the
+    # key. Without it W and S get the same flow (z3r, one step from the val states: outward +0.040 / +0.038 cells):
+    # the head reads the key only through FiLM and learns "a key is down", not which
+    flow_keys: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
@@ -263,6 +271,9 @@ class WorldModelConfig:
         if (self.flow_hidden or self.flow_gate or self.flow_mode != 'bilinear' or self.flow_round) and not self.flow_warp:
             raise ValueError("flow_hidden / flow_gate / flow_mode / flow_round act on the learned flow: they need "
                              "flow_warp > 0")
+        if self.flow_keys and (not self.flow_warp or self.action_dim != V5_ACTION_DIM):
+            raise ValueError(f"flow_keys adds a field per movement key of the 15-D layout to the learned flow: it "
+                             f"needs flow_warp > 0 and action_dim={V5_ACTION_DIM} (got {self.action_dim})")
         if self.flow_round and (self.flow_hidden or self.action_dim != V5_ACTION_DIM):
             raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
                              f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
@@ -597,6 +608,8 @@ class WorldModelConvFiLM(nn.Module):
             self.flow_head = nn.Conv2d(C, 2, 3, padding=1)
             nn.init.zeros_(self.flow_head.weight)
             nn.init.zeros_(self.flow_head.bias)
+            if cfg.flow_keys:   # W, A, S, D, jump: each key's own field, zero at init
+                self.key_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS), 2, cfg.height, cfg.width))
         if cfg.fm_width:
             self.fm_head = FlowMatchingHead(cfg.latent_dim, C, cfg.fm_width)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
@@ -835,7 +848,7 @@ class WorldModelConvFiLM(nn.Module):
             tops.append(out[0])
             hidden = list(out[1:])
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
-                flows.append(self.flow(out[0], None if flow_mask is None else flow_mask[:, t]))
+                flows.append(self.flow(out[0], None if flow_mask is None else flow_mask[:, t], actions[:, t]))
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
                 hidden = [warp_by_flow(h.float(), flows[-1], cfg.flow_mode).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
@@ -857,7 +870,8 @@ class WorldModelConvFiLM(nn.Module):
             u = u.flatten(0, 1)
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
-                        self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1)))
+                        self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1),
+                                  actions.flatten(0, 1)))
                 if rounding:
                     flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase,
                                                   walking_actions(actions)[..., None, None, None],
@@ -903,11 +917,15 @@ class WorldModelConvFiLM(nn.Module):
             phase = (total - whole).detach() * walking[:, t]
         return torch.stack(out, 1).flatten(0, 1), phase
 
-    def flow(self, top, moving=None):
+    def flow(self, top, moving=None, actions=None):
         """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32; times
-        moving (N, 1, 1, 1), the flow_gate mask, when given."""
+        moving (N, 1, 1, 1), the flow_gate mask, when given. actions (N, A): the step's actions (flow_keys)."""
         with torch.autocast(top.device.type, enabled=False):   # sub-cell positions: bf16 has 3 digits
-            f = self.config.flow_warp * torch.tanh(self.flow_head(top.float()))
+            f = self.flow_head(top.float())
+            if self.config.flow_keys:
+                keys = actions[:, list(MOVEMENT_KEYS)].float()
+                f = f + torch.einsum('nk,kchw->nchw', keys, self.key_flow)
+            f = self.config.flow_warp * torch.tanh(f)
         return f if moving is None else f * moving
 
     def fm_sample(self, top, mean, steps=None, temp=None):

@@ -71,11 +71,24 @@ def per_action_gains(run):
     return gains, r['teacher_forced'].get('flow', {})
 
 
+READ_AS = (('forward', 'ws'), ('back', 'ws'), ('jump', 'jump'), ('look_down', 'pitch'))
+
+
+def read_as_rows(run):
+    """What the IDM reads the model's rollouts of the missed keys as (eval.json from session 17 on), '' if absent."""
+    r = json.load(open(os.path.join(run, 'eval', 'eval.json')))
+    per = r['scripted']['following']['model']['per_action']
+    cells = [f"{a}: " + ' '.join(f"{c} {v:.2f}" for c, v in per[a]['read_as'][g].items())
+             for a, g in READ_AS if 'read_as' in per.get(a, {})]
+    return f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(cells) + ' |' if cells else ''
+
+
 def per_action_table(runs):
-    rows, flows = [], []
+    rows, flows, reads = [], [], []
     for run in runs:
         try:
             gains, flow = per_action_gains(run)
+            reads.append(read_as_rows(run))
         except (OSError, KeyError, ValueError):
             continue
         name = os.path.basename(run.rstrip('/'))
@@ -88,6 +101,8 @@ def per_action_table(runs):
                                                     for k, v in flow.items()) + ' |')
     if flows:
         rows += ['', 'learned flow, teacher-forced, cells a step: |flow| / dx / outward', ''] + flows
+    if any(reads):
+        rows += ['', "what the IDM reads the model's pairs as (share of pairs per class)", ''] + [r for r in reads if r]
     return rows
 
 

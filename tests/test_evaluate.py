@@ -274,6 +274,15 @@ def test_idm_following_oracle_beats_shuffled_and_ignoring_is_at_chance(world_rol
     assert oracle['per_action']['turn_left']['acc'] > 0.8 and oracle['per_action']['turn_right']['acc'] > 0.8
     r = E.following_ratio(sh, oracle)
     assert r['overall'] < 0.7
+    # read_as: what the IDM reads each scripted action's pairs as; the right class's share is the group's accuracy
+    for res in (oracle, ignoring):
+        for a, v in res['per_action'].items():
+            for g, shares in v['read_as'].items():
+                assert abs(sum(shares.values()) - 1) < 1e-9, (a, g)
+    assert np.isclose(oracle['per_action']['back']['read_as']['ws']['S'], oracle['per_action']['back']['groups']['ws'])
+    assert np.isclose(oracle['per_action']['turn_left']['read_as']['yaw_dir']['left'],
+                      oracle['per_action']['turn_left']['acc'])
+    assert ignoring['per_action']['back']['read_as']['ws']['S'] < oracle['per_action']['back']['read_as']['ws']['S']
 
 
 # ---------------------------------------------------------------- end to end

@@ -1,0 +1,45 @@
+"""flow_keys (train.py LATENT_FLOW_KEYS): a learned flow field per movement key, added while the key is down."""
+import pytest
+import torch
+
+from model_convGru import MOVEMENT_KEYS, WorldModelConfig, WorldModelConvFiLM
+from tests.test_latent import D, H, K, W, TINY_LATENT, actions, tiny_latent
+
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
+
+
+def flows(m, keys, lat, tok):
+    a = actions(2, 3, keys=keys)
+    return m(tok, a, latents=lat, return_flow=True)[2]
+
+
+def test_each_key_moves_the_flow_by_its_own_field_and_learns_it():
+    m = tiny_latent(flow_warp=1.0, flow_keys=True)
+    plain = tiny_latent(flow_warp=1.0)
+    g = torch.Generator().manual_seed(0)
+    tok, lat = torch.randint(0, K, (2, 3, H, W), generator=g), torch.randn(2, 3, D, H, W, generator=g)
+    # zero at init: the same flow as the model without it (the same seed, the same other weights)
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != 'key_flow'})
+    assert torch.equal(flows(m, (0,), lat, tok), flows(plain, (0,), lat, tok))
+    with torch.no_grad():
+        m.key_flow[0].fill_(0.5)      # W pushes right and down
+        m.key_flow[2].fill_(-0.5)     # S the other way
+    w, s, a_, idle = (flows(m, k, lat, tok) for k in ((0,), (2,), (1,), ()))
+    base = flows(plain, (0,), lat, tok)
+    assert (w > base).all() and (s < flows(plain, (2,), lat, tok)).all()
+    assert torch.equal(a_, flows(plain, (1,), lat, tok)) and torch.equal(idle, flows(plain, (), lat, tok))
+    assert w.abs().max() <= 1.0                                   # still within flow_warp cells a step
+    # the field learns from the flow's loss: a loss on W's flow reaches W's field only
+    m.zero_grad()
+    (flows(m, (0,), lat, tok) - base - 0.3).pow(2).mean().backward()
+    grads = m.key_flow.grad.abs().flatten(1).sum(1)
+    assert grads[0] > 0 and (grads[1:] == 0).all()
+    assert MOVEMENT_KEYS == (8, 9, 10, 11, 12)
+
+
+def test_flow_keys_needs_a_flow_and_the_15d_layout():
+    with pytest.raises(ValueError, match='flow_keys'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_keys=True)
+    with pytest.raises(ValueError, match='flow_keys'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D, 'action_dim': 5, 'camera_warp': 'none'}, flow_warp=1.0,
+                         flow_keys=True)
