@@ -613,6 +613,27 @@ def flow_by_action(flow, act):
     return out
 
 
+def scripted_flow(model, clips, ctx, n, edges, device, names=('forward', 'back', 'strafe_left', 'strafe_right', 'jump')):
+    """A flow_warp model's flow one step from the scripted start states (the counterfactuals' ctx-frame contexts)
+    under each walking key alone, as flow_by_action summarises it: does the model move the picture one way for W
+    and the other for S, or the same way for any key?"""
+    import actions as A
+    rows = clips.starts(ctx, n)
+    if len(rows) == 0:
+        return {}
+    tok, act = clips.windows(rows, ctx)
+    lat = clips.latent_windows(rows, ctx)
+    held = torch.from_numpy(clips.cache.held_before[rows]) if model.config.key_hold_bins else None
+    out = {}
+    for name in names:
+        a1 = torch.from_numpy(A.encode_records(A.preset_records(SCRIPTS.get(name, name), 1), edges))[0]
+        a = torch.cat([act[:, :ctx - 1], a1.expand(len(rows), 1, -1)], 1).to(device)
+        flow = model(tok.to(device), a, state=model.init_state(len(rows), device, held=held), return_flow=True,
+                     latents=None if lat is None else lat.to(device, torch.float32), sample=False)[2]
+        out.update({name: v for v in flow_by_action(flow[:, -1], a[:, -1:]).values()})
+    return out
+
+
 def idm_head_accuracy(model, top, act):
     """The model's own IDM head on consecutive top maps (span 1) vs the recorded actions: yaw bin,
     pitch bin and key accuracy, and the same for a head that always says the most common answer."""
@@ -1345,6 +1366,8 @@ def run(args):
     res['scripted'], sc_frames = eval_scripted(gens, vq, lp, idm, clips, args.ctx_frames, args.cf_steps,
                                                args.cf_horizons, args.follow_steps, args.cf_starts, edges, device,
                                                args.batch, args.real_ceiling_pairs)
+    if model.config.flow_warp and 'skipped' not in res['scripted']:
+        res['scripted']['flow_first_step'] = scripted_flow(model, clips, args.ctx_frames, args.cf_starts, edges, device)
     step('report')
     pngs = write_report(out_dir, _jsonable(res), ol_frames, stab_frames, sc_frames)
     res['report'] = dict(html='index.html', pngs=pngs)

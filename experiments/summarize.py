@@ -68,7 +68,7 @@ def per_action_gains(run):
     hz = [h * r['scripted'].get('frame_step', 1) for h in cf['horizons']]
     gains = {a: tuple(v['model']['psnr'][hz.index(h)] - v['copy_last']['psnr'][hz.index(h)] if h in hz else None
                       for h in (8, 16)) for a, v in cf['per_action'].items()}
-    return gains, r['teacher_forced'].get('flow', {})
+    return gains, r['teacher_forced'].get('flow', {}), r['scripted'].get('flow_first_step', {})
 
 
 READ_AS = (('forward', 'ws'), ('back', 'ws'), ('jump', 'jump'), ('look_down', 'pitch'))
@@ -84,10 +84,10 @@ def read_as_rows(run):
 
 
 def per_action_table(runs):
-    rows, flows, reads = [], [], []
+    rows, flows, firsts, reads = [], [], [], []
     for run in runs:
         try:
-            gains, flow = per_action_gains(run)
+            gains, flow, first = per_action_gains(run)
             reads.append(read_as_rows(run))
         except (OSError, KeyError, ValueError):
             continue
@@ -96,11 +96,15 @@ def per_action_table(runs):
             rows += ['| run | ' + ' | '.join(f"{SHORT.get(a, a)} +dB@8/16" for a in gains) + ' |',
                      '|---' * (len(gains) + 1) + '|']
         rows.append(f"| {name} | " + ' | '.join('/'.join(fmt(g, 'cf_') for g in gains[a]) for a in gains) + ' |')
-        if flow:
-            flows.append(f"| {name} | " + ' | '.join(f"{k}: {v['abs']:.2f} / {v['dx']:+.2f} / {v['outward']:+.2f}"
-                                                    for k, v in flow.items()) + ' |')
+        for src, dst in ((flow, flows), (first, firsts)):
+            if src:
+                dst.append(f"| {name} | " + ' | '.join(f"{k}: {v['abs']:.2f} / {v['dx']:+.2f} / {v['outward']:+.2f}"
+                                                     for k, v in src.items()) + ' |')
     if flows:
         rows += ['', 'learned flow, teacher-forced, cells a step: |flow| / dx / outward', ''] + flows
+    if firsts:
+        rows += ['', 'learned flow one step from the scripted start states, each key alone: |flow| / dx / outward',
+                 ''] + firsts
     if any(reads):
         rows += ['', "what the IDM reads the model's pairs as (share of pairs per class)", ''] + [r for r in reads if r]
     return rows

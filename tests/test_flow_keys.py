@@ -43,3 +43,29 @@ def test_flow_keys_needs_a_flow_and_the_15d_layout():
     with pytest.raises(ValueError, match='flow_keys'):
         WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D, 'action_dim': 5, 'camera_warp': 'none'}, flow_warp=1.0,
                          flow_keys=True)
+
+
+def test_evaluate_reports_each_keys_flow_one_step_from_the_start_states(latent_data):
+    """evaluate.scripted_flow: W's field spreads the picture from the centre, S's draws it in, A has none; the
+    summary tells them apart by the sign of the outward part."""
+    import json
+    import actions as A
+    import evaluate as E
+    from tokendata import TokenCache
+    cache = TokenCache(latent_data['data'])
+    gh, gw = cache.grid
+    cfg = WorldModelConfig(**{**TINY_LATENT, 'height': gh, 'width': gw, 'codebook_size': 32,
+                              'latent_dim': cache.latent_dim}, flow_warp=1.0, flow_keys=True, flow_gate=True)
+    m = WorldModelConvFiLM(cfg).eval()
+    m.set_latent_space(torch.randn(32, cache.latent_dim), torch.zeros(cache.latent_dim), torch.ones(cache.latent_dim))
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, gh), torch.linspace(-1, 1, gw), indexing='ij')
+    with torch.no_grad():
+        m.key_flow[0] = torch.stack([xs, ys]) * 0.5      # W: away from the centre
+        m.key_flow[2] = -torch.stack([xs, ys]) * 0.5     # S: towards it
+    clips = E.Clips(latent_data['data'])
+    edges = A.edges_from_manifest(json.load(open(f"{latent_data['data']}/manifest.json")))
+    with torch.no_grad():
+        r = E.scripted_flow(m, clips, 4, 3, edges, 'cpu')
+    assert r['forward']['outward'] > 0.1 and r['back']['outward'] < -0.1
+    assert abs(r['forward']['outward'] + r['back']['outward']) < 1e-5     # the same field, mirrored
+    assert r['strafe_left']['abs'] == 0 and r['forward']['n'] == r['back']['n'] > 0
