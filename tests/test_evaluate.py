@@ -355,7 +355,10 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert f['cf_move_gain8'] <= f['cf_turn_gain8'] == min(
         cf['per_action'][a]['model']['psnr'][i8] - cf['per_action'][a]['copy_last']['psnr'][i8] for a in ('turn_left', 'turn_right'))
     assert f['new_move'] == tf['change_calibration'].get('isolated_movement', {}).get('new_token_acc')
-    gains, _ = summarize.per_action_gains(str(tmp_path))
+    gains, flow, first = summarize.per_action_gains(str(tmp_path))
+    assert flow == tf.get('flow', {}) and first == saved['scripted'].get('flow_first_step', {})
+    back = fol['model']['per_action']['back']['read_as']['ws']
+    assert f"back: none {back['none']:.2f} W {back['W']:.2f} S {back['S']:.2f}" in summarize.read_as_rows(str(tmp_path))
     sl = cf['per_action']['strafe_left']
     assert gains['strafe_left'][0] == sl['model']['psnr'][i8] - sl['copy_last']['psnr'][i8]
     assert gains['strafe_left'][1] is None if 16 not in cf['horizons'] else gains['strafe_left'][1] is not None
