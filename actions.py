@@ -305,10 +305,11 @@ V5_TIME_REVERSED = (4, 3, 2, 1, 0, 7, 6, 5, 10, 11, 8, 9, 12, 13, 14)
 
 
 def time_reversible(actions_v5):
-    """Per transition, True when playing it backwards is a transition the player could make: no jump (gravity
-    does not run backwards) and no sprint (sprint only speeds W; backwards it would be a sprint to the back)."""
-    a = np.asarray(actions_v5).reshape(-1, 15)
-    return (a[:, 12] < 0.5) & (a[:, 13] < 0.5)
+    """Per transition (..., 15) -> (...), True when playing it backwards is a transition the player could make: no
+    jump (gravity does not run backwards) and no sprint (sprint only speeds W; backwards it would be a sprint to the
+    back). Numpy arrays or torch tensors."""
+    a = actions_v5 if hasattr(actions_v5, 'shape') else np.asarray(actions_v5)
+    return (a[..., 12] < 0.5) & (a[..., 13] < 0.5)
 
 
 def format_action_stats(stats):

@@ -630,7 +630,9 @@ def scripted_flow(model, clips, ctx, n, edges, device, names=('forward', 'back',
         a = torch.cat([act[:, :ctx - 1], a1.expand(len(rows), 1, -1)], 1).to(device)
         flow = model(tok.to(device), a, state=model.init_state(len(rows), device, held=held), return_flow=True,
                      latents=None if lat is None else lat.to(device, torch.float32), sample=False)[2]
-        out.update({name: v for v in flow_by_action(flow[:, -1], a[:, -1:]).values()})
+        by_class = flow_by_action(flow[:, -1], a[:, -1:])   # one class: the key alone, the camera still
+        if by_class:
+            out[name] = next(iter(by_class.values()))
     return out
 
 

@@ -61,7 +61,7 @@ def camera_still_keys_down(actions):
     """(..., 15) encoded v5 actions -> two (...) bools: the camera is still (yaw bin 2, pitch bin 6), and W, A, S, D
     or jump is down."""
     a = actions.float() > 0.5
-    return a[..., 2] & a[..., 6], a[..., MOVEMENT_KEYS[0]:MOVEMENT_KEYS[-1] + 1].any(-1)
+    return a[..., 2] & a[..., 6], a[..., list(MOVEMENT_KEYS)].any(-1)
 
 
 def moving_actions(actions):

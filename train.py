@@ -568,7 +568,7 @@ def time_reverse(tokens, actions, latents, share):
     (actions.V5_TIME_REVERSED) of the one that drove frame F - 2 - t -> F - 1 - t."""
     if not share:
         return tokens, actions, latents
-    ok = ((actions[..., 12] < 0.5) & (actions[..., 13] < 0.5)).all(1)
+    ok = A.time_reversible(actions).all(1)
     flip = ok & (torch.rand(len(ok)).to(ok.device) < share)
     perm = torch.tensor(A.V5_TIME_REVERSED, device=actions.device)
 
@@ -698,8 +698,8 @@ def main(argv):
             raise ValueError(f"TIME_REVERSE needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D")
         if KEY_HOLD_BINS:   # how long a key has been held does not run backwards with the frames
             raise ValueError("TIME_REVERSE with KEY_HOLD_BINS is not supported")
-        ok = A.time_reversible(cache.actions)
-        log(f"TIME_REVERSE={TIME_REVERSE}: {np.mean([ok[s:s + frames - 1].all() for s in train_set.starts]):.0%} "
+        whole = window_means(~A.time_reversible(cache.actions), train_set.starts, frames) == 0
+        log(f"TIME_REVERSE={TIME_REVERSE}: {whole.mean():.0%} "
             f"of the train windows have no jump or sprint and can be played backwards")
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
@@ -840,15 +840,14 @@ def main(argv):
             tokens, actions, *rest = next(data_iter)
         except StopIteration:
             break
-        latents = rest[:1] if LATENTS else []
+        latents = rest[0] if LATENTS else None
         held = rest[-1].to(device) if KEY_HOLD_BINS else None
+        tokens, actions, latents = time_reverse(tokens, actions, latents, TIME_REVERSE)  # whole windows, on the host
         tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
-        latents = latents[0].to(device, non_blocking=True) if latents else None
-        tokens, actions, latents = time_reverse(tokens, actions, latents, TIME_REVERSE)  # whole windows
         ar_len = curriculum.ar_len
         T = SEQ_LEN + ar_len
         tokens, actions = tokens[:, :T + 1], actions[:, :T]
-        latents = latents[:, :T + 1].float() if latents is not None else None
+        latents = latents[:, :T + 1].to(device, non_blocking=True).float() if latents is not None else None
         timed = step % LOG_STEPS == 0
         if timed:
             sync()
