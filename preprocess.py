@@ -32,6 +32,8 @@ Output (the training loop reads this), <out>/<stem>.npz, np.savez (uncompressed)
     frame_index  int32   [K]          source video frame of each kept frame
     latents      float16 [K, D, 18, 32]  with --latents only: the VQ-VAE's pre-quantization latents (what a
                                       world model with latent_dim > 0 reads; 74 KB a frame at D = 64)
+    flow         float16 [K-1, 3, 18, 32]  with --flow only: the frames' optical flow per token cell, dx / dy in
+                                      cells and a reliability weight (opticalflow.py; train.py LATENT_FLOW_TARGET)
     settings     str (0-d array)      JSON: everything the content depends on; resume compares it
     info         str (0-d array)      JSON: stem, source files, source frame count, missing record keys
 <out>/manifest.json (rebuilt at the end of every run from all npz files whose settings match),
@@ -63,6 +65,7 @@ WORKERS = 2                  # decoding processes (0: decode in the main process
 PREFETCH_PER_WORKER = 2      # clips decoded ahead per worker while the main process encodes
 BATCH = 256                  # frames per VQ-VAE encode call
 LATENTS = False              # also store the continuous pre-quantization latents (--latents)
+FLOW = False                 # also store the kept frames' optical flow per token cell (--flow, opticalflow.py)
 MIN_FRAMES = 8               # clips with fewer output frames are reported and skipped
 VAL_FRACTION = 0.1           # share of clips in the 'val' split (gfdata.split_of, by stem hash)
 MINERL_CAMERA_CLIP_DEG = 15.0  # MineRL camera per output frame is clipped to +- this
@@ -295,7 +298,11 @@ def _decode(src, settings, min_frames):
         else:
             raise ClipError(src.video, "video frame count is unstable between two decodes")
         frames = frames_u[np.searchsorted(uniq, frame_index)]
-    return dict(stem=src.stem, frames=frames, frame_index=frame_index.astype(np.int32),
+    flow = None
+    if settings.get('flow'):   # here, in the decoding workers: the frames are at hand, and it runs in parallel
+        import opticalflow
+        flow = opticalflow.cell_flow(frames, settings['token_grid'])
+    return dict(stem=src.stem, frames=frames, frame_index=frame_index.astype(np.int32), flow=flow,
                 actions=encode_actions(r['raw'], settings).astype(np.float32), raw=raw_array(r['raw']),
                 info=dict(stem=src.stem, layout=src.layout, video=os.path.abspath(src.video),
                           metadata=os.path.abspath(src.meta), source_frames=int(count),
@@ -334,6 +341,8 @@ def encode_frames(model, frames, batch, device, latents=False):
 def write_clip(path, tokens, res, settings, latents=None):
     def w(f):
         extra = {} if latents is None else dict(latents=latents)
+        if res.get('flow') is not None:
+            extra['flow'] = res['flow']
         np.savez(f, tokens=tokens, actions=res['actions'], raw_actions=res['raw'], frame_index=res['frame_index'],
                  settings=np.array(json.dumps(settings, sort_keys=True)), info=np.array(json.dumps(res['info'])),
                  **extra)
@@ -454,6 +463,8 @@ def parse_args(argv):
     p.add_argument('--pitch-edge', type=float, default=None, help='pitch level edge, degrees per frame')
     p.add_argument('--latents', action='store_true', default=LATENTS,
                    help='also store the pre-quantization latents (for a world model with latent_dim > 0)')
+    p.add_argument('--flow', action='store_true', default=FLOW,
+                   help="also store the frames' optical flow per token cell (train.py LATENT_FLOW_TARGET)")
     p.add_argument('--min-frames', type=int, default=MIN_FRAMES)
     p.add_argument('--val-fraction', type=float, default=VAL_FRACTION)
     p.add_argument('--check', metavar='DIR', default=None, help='validate the dataset in DIR, encode nothing')
@@ -620,6 +631,8 @@ def run(args):
             minerl_camera_clip_deg=MINERL_CAMERA_CLIP_DEG if args.layout == 'minerl' else None)))
         if args.latents:   # only when on, so datasets made without it stay current
             settings['latents'] = True
+        if args.flow:
+            settings['flow'] = True
         key = settings_key(settings)
         log(f"{args.input}: {len(all_stems)} clips, shard {shard_i}/{shard_n} has {len(mine)}; "
             f"{args.action_encoding} actions at {args.fps:g} fps; device {device}")

@@ -70,6 +70,11 @@ LATENT_FLOW_WEIGHT = 0.0     # > 0: the flow also learns on its own: MSE between
                              # flow and the blurred next latent (teacher-forced steps). Through the whole prediction
                              # the correction can explain a motion the flow should; the blur widens the basin a
                              # sub-cell texture gives the warp's gradient
+LATENT_FLOW_TARGET = 0.0     # > 0: the flow also learns the pictures' own motion on walking transitions (a key down,
+                             # the camera still; teacher-forced steps): this weight times the L1 distance, per cell
+                             # weighted by its reliability, to the optical flow of preprocess.py --flow. From the
+                             # latents alone the flow drew a walk back in by 0.02-0.04 cells a step, a tenth of the
+                             # pictures' motion (experiments item 44)
 LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no movement key is down (model flow_gate)
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
@@ -164,7 +169,7 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import (PRESETS, WorldModelConvFiLM, flow_matching_loss, idm_loss, load_world_model,  # noqa: E402
-                           save_world_model)
+                           save_world_model, walking_actions)
 from rollout import (amp_dtype, autocast, carry_out, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -232,6 +237,7 @@ def make_knobs(c, step, diagnostics=True):
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
                 latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
+                flow_target=c['LATENT_FLOW_TARGET'],
                 flow_round_tail=c['LATENT_FLOW_ROUND_TAIL'], snap_tail=c['LATENT_SNAP_TAIL'],
                 fm_weight=c['LATENT_FM_WEIGHT'], fm_frames=c['LATENT_FM_FRAMES'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
@@ -287,7 +293,7 @@ class WindowLoss(torch.nn.Module):
         self.model = model
         self.frozen = (vq, lpips_net)  # a tuple hides them from .parameters() / DDP
 
-    def forward(self, tokens, actions, ar_len, knobs, latents=None, held=None):
+    def forward(self, tokens, actions, ar_len, knobs, latents=None, held=None, flow_target=None):
         vq, lp = self.frozen
         model = self.model
         cfg = model.config
@@ -303,13 +309,16 @@ class WindowLoss(torch.nn.Module):
                 lat_in = lat_in + knobs['latent_noise'] * model.latent_std[:, None, None] * torch.randn_like(lat_in)
             lat_kw = dict(latents=lat_in, return_latent=True)
         flow_loss = cfg.flow_warp > 0 and knobs['flow_weight'] > 0
+        flow_sup = cfg.flow_warp > 0 and knobs.get('flow_target', 0) > 0 and flow_target is not None
         logits, state, top, *pred_lat = model(inp, actions[:, :tf_len], state, return_hidden=True, **lat_kw,
-                                              **(dict(return_flow=True) if flow_loss else {}))
+                                              **(dict(return_flow=True) if flow_loss or flow_sup else {}))
+        if flow_loss or flow_sup:
+            moved, flow = pred_lat.pop(), pred_lat.pop()
         if flow_loss:   # the flow alone: the (camera-warped) input moved by it against the next latent, blurred
-            moved = pred_lat.pop().flatten(0, 1)
-            pred_lat.pop()                                                           # the flow itself
             nxt = model.normalise_latent(latents[:, 1:tf_len + 1]).flatten(0, 1)
-            flow_mse = (flow_blur(moved) - flow_blur(nxt)).pow(2).mean()
+            flow_mse = (flow_blur(moved.flatten(0, 1)) - flow_blur(nxt)).pow(2).mean()
+        if flow_sup:
+            flow_err = flow_target_error(flow, flow_target[:, :tf_len], actions[:, :tf_len], cfg.flow_warp)
         all_logits, tops = [logits], [top]
         prev, cur = logits[:, -1], inp[:, -1]
         for t in range(tf_len, T):  # autoregressive tail: inputs are the model's own predictions
@@ -344,6 +353,9 @@ class WindowLoss(torch.nn.Module):
             if flow_loss:
                 out['flow_mse'] = flow_mse
                 loss_latent = loss_latent + knobs['flow_weight'] * flow_mse
+            if flow_sup:
+                out['flow_target_l1'] = flow_err
+                loss_latent = loss_latent + knobs['flow_target'] * flow_err
             if cfg.fm_width and knobs['fm_weight'] > 0:   # the distribution around the mean, on a few transitions
                 pos = window_positions(min(knobs['fm_frames'], T), tf_len, T, tokens.device)
                 sel = lambda z: model.normalise_latent(z[:, pos].flatten(0, 1))        # noqa: E731
@@ -510,6 +522,18 @@ def train_camera_degrees(data_dir, manifest):
         raise ValueError(f"{data_dir}: no train clips to calibrate the camera warp on")
     deg = np.concatenate(rows).astype(np.float64)
     return deg[:, 0], deg[:, 1]
+
+
+def flow_target_error(flow, target, actions, flow_warp):
+    """LATENT_FLOW_TARGET: the learned flow (B, T, 2, H, W) against the optical flow target (B, T, 3, H, W: dx, dy in
+    cells, reliability) on walking transitions (a movement key down, the camera still: there the learned flow is the
+    whole motion; a turn's is a residual beside the camera shift): mean L1 per cell weighted by reliability. The
+    target is clipped inside the flow's reach (flow_warp * tanh). 0, still in the graph, without a walk."""
+    target = target.float()
+    w = target[:, :, 2:] * walking_actions(actions)[..., None, None, None].float()      # (B, T, 1, H, W)
+    lim = 0.95 * flow_warp
+    err = (flow.float() - target[:, :, :2].clamp(-lim, lim)).abs() * w
+    return err.sum() / (2 * w.sum()).clamp(min=1.0)
 
 
 def flow_blur(z):
@@ -691,13 +715,16 @@ def main(argv):
         dist.barrier()  # rank 0 builds the cache once
         cache = cache or TokenCache(DATA_DIR)
     frames = SEQ_LEN + (AR_MAX_LEN if AR_CURRICULUM else 0) + 1
-    train_set = WindowDataset(cache, 'train', frames, latents=LATENTS, held=KEY_HOLD_BINS > 0)
+    train_set = WindowDataset(cache, 'train', frames, latents=LATENTS, held=KEY_HOLD_BINS > 0,
+                              flow=LATENT_FLOW_TARGET > 0)
     window_p = window_probabilities(cache, train_set.starts, frames, BALANCE_ACTIONS, ISOLATED_MOVES)
     if TIME_REVERSE:
         if cache.action_dim != 15:
             raise ValueError(f"TIME_REVERSE needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D")
-        if KEY_HOLD_BINS:   # how long a key has been held does not run backwards with the frames
-            raise ValueError("TIME_REVERSE with KEY_HOLD_BINS is not supported")
+        if KEY_HOLD_BINS or LATENT_FLOW_TARGET:   # a key's hold count and the flow target do not run backwards
+            raise ValueError("TIME_REVERSE with KEY_HOLD_BINS or LATENT_FLOW_TARGET is not supported")
+    if LATENT_FLOW_TARGET and not LATENT_FLOW:
+        raise ValueError(f"LATENT_FLOW_TARGET={LATENT_FLOW_TARGET} teaches the learned flow: it needs LATENT_FLOW > 0")
         whole = window_means(~A.time_reversible(cache.actions), train_set.starts, frames) == 0
         log(f"TIME_REVERSE={TIME_REVERSE}: {whole.mean():.0%} "
             f"of the train windows have no jump or sprint and can be played backwards")
@@ -841,6 +868,7 @@ def main(argv):
         except StopIteration:
             break
         latents = rest[0] if LATENTS else None
+        flow_t = rest[int(LATENTS)] if LATENT_FLOW_TARGET else None
         held = rest[-1].to(device) if KEY_HOLD_BINS else None
         tokens, actions, latents = time_reverse(tokens, actions, latents, TIME_REVERSE)  # whole windows, on the host
         tokens, actions = tokens.to(device, non_blocking=True), actions.to(device, non_blocking=True)
@@ -848,6 +876,7 @@ def main(argv):
         T = SEQ_LEN + ar_len
         tokens, actions = tokens[:, :T + 1], actions[:, :T]
         latents = latents[:, :T + 1].to(device, non_blocking=True).float() if latents is not None else None
+        flow_t = flow_t[:, :T].to(device, non_blocking=True) if flow_t is not None else None
         timed = step % LOG_STEPS == 0
         if timed:
             sync()
@@ -856,7 +885,7 @@ def main(argv):
             grp['lr'] = lr_at(step, LR, WARMUP_STEPS, MAX_STEPS, MIN_LR) * grp['lr_mult']
         knobs = make_knobs(cfg, step, diagnostics=(step + 1) % LOG_STEPS == 0 or step + 1 == MAX_STEPS)
         with amp:
-            loss, out, logits = run_model(tokens, actions, ar_len, knobs, latents, held)
+            loss, out, logits = run_model(tokens, actions, ar_len, knobs, latents, held, flow_t)
         if timed:
             sync()
         t2 = time.time()

@@ -1,0 +1,150 @@
+"""LATENT_FLOW_TARGET: the frames' optical flow per token cell (opticalflow.py, preprocess.py --flow) and the loss
+that teaches a latent model's learned flow to move as the pictures do."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import opticalflow
+from model_convGru import WorldModelConvFiLM
+from tests.test_latent import D, H, K, W, actions, tiny_latent
+from tests.test_train import metrics, run_train
+from tokendata import TokenCache, WindowDataset
+from train import flow_target_error
+
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
+
+
+def texture(seed=0, size=(72, 128)):
+    """A smooth random RGB picture (blocks of colour at several scales), uint8."""
+    import cv2
+    g = np.random.default_rng(seed)
+    img = sum(cv2.resize(g.random((size[0] // s, size[1] // s, 3)).astype(np.float32), size[::-1],
+                         interpolation=cv2.INTER_CUBIC) for s in (4, 8, 16))
+    return (255 * (img - img.min()) / np.ptp(img)).astype(np.uint8)
+
+
+def moved(img, M):
+    import cv2
+    return cv2.warpAffine(img, np.float32(M), img.shape[1::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def test_cell_flow_measures_a_shift_a_zoom_and_no_motion_in_noise():
+    a = texture()
+    f = opticalflow.cell_flow(np.stack([a, moved(a, [[1, 0, 2], [0, 1, -1]])]), (18, 32)).astype(np.float32)
+    assert f.shape == (1, 3, 18, 32) and f.dtype == np.float32
+    inner = f[0, :, 2:-2, 2:-2]                              # 2 px right, 1 up = +0.5 / -0.25 cells of 4 px
+    assert inner[0].mean() == pytest.approx(0.5, abs=0.06) and inner[1].mean() == pytest.approx(-0.25, abs=0.05)
+    assert inner[2].mean() > 0.8                             # forward and backward agree
+    # content spreading from the centre (a walk forward): the left cells move left, the right ones right
+    z = 1.04
+    f = opticalflow.cell_flow(np.stack([a, moved(a, [[z, 0, 64 * (1 - z)], [0, z, 36 * (1 - z)]])]), (18, 32))
+    f = f.astype(np.float32)[0]
+    assert f[0, 4:-4, 2:8].mean() < -0.2 and f[0, 4:-4, -8:-2].mean() > 0.2
+    assert f[1, 2:5, 4:-4].mean() < -0.1 and f[1, -5:-2, 4:-4].mean() > 0.1
+    # two unrelated pictures: no motion agrees both ways
+    f = opticalflow.cell_flow(np.stack([a, texture(1)]), (18, 32)).astype(np.float32)
+    assert f[0, 2].mean() < 0.5 * inner[2].mean()
+    with pytest.raises(ValueError, match='whole cells'):
+        opticalflow.cell_flow(np.stack([a, a]), (17, 32))
+
+
+def test_flow_target_error_counts_walks_only_weighted_by_reliability():
+    B, T = 2, 3
+    a = actions(B, T, keys=(0,))                            # W, camera still: walking
+    a[1, 1, 2], a[1, 1, 0] = 0, 1                           # one transition turns: not a walk
+    tgt = torch.zeros(B, T, 3, H, W)
+    tgt[:, :, 0], tgt[:, :, 2] = 0.3, 1.0
+    flow = torch.full((B, T, 2, H, W), 0.0)
+    flow[:, :, 0] = 0.3
+    assert flow_target_error(flow, tgt, a, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+    turning = flow.clone()
+    turning[1, 1] = 5.0                                     # any flow on the turn costs nothing
+    assert flow_target_error(turning, tgt, a, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+    off = flow.clone()
+    off[0, 0, 1] = 0.2                                      # dy wrong by 0.2 on one walking transition of 5
+    assert flow_target_error(off, tgt, a, 1.0).item() == pytest.approx(0.2 / 2 / 5, rel=1e-5)
+    unreliable = tgt.clone()
+    unreliable[0, 0, 2] = 0.0                               # ... where the target has no weight
+    assert flow_target_error(off, unreliable, a, 1.0).item() == pytest.approx(0.0, abs=1e-7)
+    far = tgt.clone()
+    far[:, :, 0] = 3.0                                      # beyond the flow's reach: clipped to 0.95 flow_warp
+    assert flow_target_error(flow, far, a, 0.5).item() == pytest.approx((0.475 - 0.3) / 2, rel=1e-4)
+    idle = actions(B, T)                                    # no walk in the batch: 0, and still in the graph
+    flow.requires_grad_(True)
+    e = flow_target_error(flow, tgt, idle, 1.0)
+    assert e.item() == 0 and e.requires_grad
+
+
+def test_the_loss_teaches_the_model_flow_a_walks_motion():
+    """Random latents carry no motion: the flow of a gated model learns from the target alone, W's content moving
+    right by 0.4 cells and S's left, and stays zero on idle transitions."""
+    torch.manual_seed(0)
+    m = tiny_latent(flow_warp=1.0, flow_gate=True)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    B, T = 4, 3
+    a = torch.cat([actions(2, T, keys=(0,)), actions(2, T, keys=(2,))])
+    tgt = torch.zeros(B, T, 3, H, W)
+    tgt[:2, :, 0], tgt[2:, :, 0], tgt[:, :, 2] = 0.4, -0.4, 1.0
+    for _ in range(150):
+        tok, lat = torch.randint(0, K, (B, T, H, W)), torch.randn(B, T, D, H, W)
+        flow = m(tok, a, latents=lat, return_flow=True)[2]
+        loss = flow_target_error(flow, tgt, a, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tok, lat = torch.randint(0, K, (B, T, H, W)), torch.randn(B, T, D, H, W)
+    with torch.no_grad():
+        flow = m(tok, a, latents=lat, return_flow=True)[2]
+        idle = m(tok, actions(B, T), latents=lat, return_flow=True)[2]
+    assert flow[:2, :, 0].mean() == pytest.approx(0.4, abs=0.08) and flow[2:, :, 0].mean() == pytest.approx(-0.4, abs=0.08)
+    assert flow[:, :, 1].abs().mean() < 0.08 and idle.abs().max() == 0
+
+
+@pytest.fixture(scope='module')
+def flow_data(data, tmp_path_factory):
+    """The same clips and VQ-VAE as `data`, preprocessed with --latents --flow."""
+    import preprocess
+    out = tmp_path_factory.mktemp('flow_data') / 'tokens'
+    rc = preprocess.main(['--input', data['raw'], '--output', str(out), '--vqvae', data['vq'], '--workers', '1',
+                          '--latents', '--flow'])
+    assert not rc
+    return dict(data, data=str(out))
+
+
+def test_preprocess_flow_reaches_the_cache_and_the_windows(flow_data, data):
+    import gfdata
+    man = json.load(open(os.path.join(flow_data['data'], 'manifest.json')))
+    assert man['settings']['flow'] is True
+    cache = TokenCache(flow_data['data'])
+    assert cache.has_flow and cache.flow.shape == (len(cache.tokens), 3, 18, 32)
+    c = man['clips'][0]
+    with np.load(os.path.join(flow_data['data'], c['file'])) as z:
+        flow = z['flow']
+        assert flow.dtype == np.float16 and flow.shape == (len(z['tokens']) - 1, 3, 18, 32)
+    frames = gfdata.read_frames(os.path.join(flow_data['raw'], 'video', c['stem'] + '.mp4'))
+    np.testing.assert_array_equal(flow, opticalflow.cell_flow(frames, (18, 32)))   # the frames' own flow
+    row = next(r for r in cache.clips if r['file'] == c['file'])
+    assert np.array_equal(cache.flow[row['start']:row['start'] + row['length'] - 1], flow)
+    assert not np.asarray(cache.flow[row['start'] + row['length'] - 1]).any()      # no transition after the last
+    ds = WindowDataset(cache, row['split'], 6, latents=True, flow=True)
+    s = int(ds.starts[0])
+    tok, act, lat, fl = ds[0]
+    assert fl.shape == (5, 3, 18, 32) and torch.equal(fl, torch.from_numpy(np.array(cache.flow[s:s + 5])))
+    with pytest.raises(ValueError, match='no optical flow'):
+        WindowDataset(TokenCache(data['data']), 'train', 6, flow=True)
+
+
+def test_train_with_flow_target(flow_data, tmp_path):
+    out = tmp_path / 'run'
+    lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
+           '--LATENT_FLOW_GATE=True']
+    run_train(flow_data, out, '--MAX_STEPS=12', *lat, '--LATENT_FLOW_TARGET=2.0')
+    l1 = [r['train/flow_target_l1'] for r in metrics(out) if 'train/flow_target_l1' in r]
+    assert len(l1) == 12 and np.isfinite(l1).all() and max(l1) > 0   # every step has walks in its batch
+    ck = torch.load(out / 'ckpt_0000012.pt', weights_only=False)
+    assert ck['train_config']['LATENT_FLOW_TARGET'] == 2.0
+    with pytest.raises(AssertionError, match='LATENT_FLOW_TARGET'):   # the flow it teaches must exist
+        run_train(flow_data, tmp_path / 'bad', '--MAX_STEPS=2', '--LATENTS=True', '--LATENT_FLOW_TARGET=1.0')
