@@ -579,6 +579,9 @@ def eval_teacher_forced(model, clips, n, T, device, seed=SEED):
         out['idm_head'] = idm_head_accuracy(model, top, act[:, :T])
     if flow and act.shape[-1] == 15:
         out['flow'] = flow_by_action(flow[0].flatten(0, 1), act[:, :T])
+        if clips.cache.has_flow:   # the pictures' own motion on the same transitions (preprocess.py --flow)
+            true = torch.stack([clips.cache.flow_window(int(r), T + 1) for r in rows])[:, :, :2]
+            out['flow_true'] = flow_by_action(true.flatten(0, 1), act[:, :T])
     return out
 
 
@@ -1153,9 +1156,11 @@ def summary_rows(res):
                 + (f" (new token right {v['new_token_acc']:.2f})" if 'new_token_acc' in v else '')
                 for k, v in tf['change_calibration'].items())))
         if tf.get('flow'):
-            out.append(("learned flow, cells a step: |flow| / outward / dx", '   '.join(
-                f"{k.replace('_', ' ')} {v['abs']:.2f} / {v['outward']:+.2f} / {v['dx']:+.2f}"
-                for k, v in tf['flow'].items())))
+            for key, name in (('flow', 'learned'), ('flow_true', 'optical')):
+                if tf.get(key):
+                    out.append((f"{name} flow, cells a step: |flow| / outward / dx", '   '.join(
+                        f"{k.replace('_', ' ')} {v['abs']:.2f} / {v['outward']:+.2f} / {v['dx']:+.2f}"
+                        for k, v in tf[key].items())))
     for key, r in res.get('open_loop', {}).items():
         if 'summary' not in r:
             continue

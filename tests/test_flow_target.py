@@ -137,7 +137,9 @@ def test_preprocess_flow_reaches_the_cache_and_the_windows(flow_data, data):
         WindowDataset(TokenCache(data['data']), 'train', 6, flow=True)
 
 
-def test_train_with_flow_target(flow_data, tmp_path):
+def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_factory):
+    import evaluate as E
+    from test_idm import shared_idm
     out = tmp_path / 'run'
     lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
            '--LATENT_FLOW_GATE=True']
@@ -146,5 +148,11 @@ def test_train_with_flow_target(flow_data, tmp_path):
     assert len(l1) == 12 and np.isfinite(l1).all() and max(l1) > 0   # every step has walks in its batch
     ck = torch.load(out / 'ckpt_0000012.pt', weights_only=False)
     assert ck['train_config']['LATENT_FLOW_TARGET'] == 2.0
+    # evaluate.py puts the pictures' own flow beside the learned one, per kind of transition, on the same windows
+    res = E.main(['--ckpt', str(out), '--data', flow_data['data'], '--idm', shared_idm(tmp_path_factory)['path'],
+                  '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu'])
+    learned, true = res['teacher_forced']['flow'], res['teacher_forced']['flow_true']
+    assert learned.keys() == true.keys() and all(learned[k]['n'] == true[k]['n'] for k in true)
+    assert true['camera']['abs'] > 0.2 and learned != true
     with pytest.raises(AssertionError, match='LATENT_FLOW_TARGET'):   # the flow it teaches must exist
         run_train(flow_data, tmp_path / 'bad', '--MAX_STEPS=2', '--LATENTS=True', '--LATENT_FLOW_TARGET=1.0')
