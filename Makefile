@@ -67,7 +67,8 @@ $(DEMO)/eval/eval.json: $(DEMO)/wm/.done $(DEMO)/idm.pt
 
 # What the experiments in experiments/README.md read (git-ignored, so a fresh clone rebuilds them):
 # the demo's 40 clips, a 12-minute demo tokenizer, an IDM on its decoded frames, and the clips
-# tokenized with latents at the bin edges every experiment used. About 22 minutes on 2 cores.
+# tokenized with latents (and the frames' optical flow, LATENT_FLOW_TARGET) at the bin edges every experiment
+# used. About 22 minutes on 2 cores.
 EXP_VQ     := runs/vqvae_demo_check/vqvae.pt
 EXP_IDM    := runs/idm_demo_check/idm.pt
 EXP_TOKENS := runs/exp/tokens_lat/manifest.json
@@ -83,7 +84,7 @@ $(EXP_IDM): $(DATA)/.done $(EXP_VQ)
 	$(PY) idm.py --data $(DATA) --vqvae $(EXP_VQ) --out $@ --threads 1
 
 $(EXP_TOKENS): $(DATA)/.done $(EXP_VQ)
-	$(PY) preprocess.py --input $(DATA) --output $(dir $@) --vqvae $(EXP_VQ) --latents \
+	$(PY) preprocess.py --input $(DATA) --output $(dir $@) --vqvae $(EXP_VQ) --latents --flow \
 		--yaw-edges 0.325,4.285 --pitch-edge 0.433 --workers 1
 
 clean-demo:

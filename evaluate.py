@@ -603,16 +603,33 @@ def flow_by_action(flow, act):
     the outward part (the flow along the direction away from the screen centre: > 0 content spreads from
     the centre, as walking forward shows it; < 0 walking back). flow (B*T, 2, H, W), act (B, T, 15)."""
     f = flow.float()
-    H, W = f.shape[-2:]
+    return {name: flow_summary(f[torch.from_numpy(m).to(f.device)])
+            for name, m in key_classes(act.reshape(-1, act.shape[-1]).cpu().numpy()).items() if m.any()}
+
+
+def flow_summary(g):
+    """Flows (N, 2, H, W) in cells -> n, mean dx, dy, |flow| and the outward part (along the direction away from
+    the screen centre)."""
+    H, W = g.shape[-2:]
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing='ij')
-    away = torch.stack([xs * (W - 1) / 2, ys * (H - 1) / 2]).to(f.device)          # cells from the centre
+    away = torch.stack([xs * (W - 1) / 2, ys * (H - 1) / 2]).to(g.device)          # cells from the centre
     away = away / away.norm(dim=0).clamp(min=1e-6)
+    return dict(n=int(len(g)), dx=float(g[:, 0].mean()), dy=float(g[:, 1].mean()),
+                abs=float(g.norm(dim=1).mean()), outward=float((g * away).sum(1).mean()))
+
+
+def rollout_motion(frames, names, k, grid):
+    """How far the pictures of each scripted action's rollouts move: the optical flow (opticalflow.cell_flow, at
+    the token grid, in cells) of the first k steps of every start, summarised as flow_summary does, for each
+    generator's frames and the true renders alike. frames {gen: uint8 [S, A, 1 + steps, H, W, 3]}. A walk back
+    whose rollout moves a tenth of the true renders' is a walk the IDM reads as standing still."""
+    import opticalflow
     out = {}
-    for name, m in key_classes(act.reshape(-1, act.shape[-1]).cpu().numpy()).items():
-        if m.any():
-            g = f[torch.from_numpy(m).to(f.device)]
-            out[name] = dict(n=int(m.sum()), dx=float(g[:, 0].mean()), dy=float(g[:, 1].mean()),
-                             abs=float(g.norm(dim=1).mean()), outward=float((g * away).sum(1).mean()))
+    for gen, f in frames.items():
+        out[gen] = {}
+        for j, a in enumerate(names):
+            cf = np.concatenate([opticalflow.cell_flow(f[s, j, :k + 1], grid) for s in range(len(f))])
+            out[gen][a] = flow_summary(torch.from_numpy(cf[:, :2].astype(np.float32)))
     return out
 
 
@@ -865,6 +882,7 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
         res['following'] = fol
     else:
         notes.append('action following needs --idm (train one with idm.py); skipped')
+    res['motion'] = rollout_motion(frames, names, min(follow_steps, steps), clips.cache.grid)
     res['notes'] = notes
     return res, frames
 

@@ -7,19 +7,20 @@ back's comes out a tenth of its size: the flow draws the picture in by 0.02-0.04
 moves the edges 0.2-0.4 (experiments item 43). This is the pictures' dense optical flow (OpenCV's Farneback, any
 footage: nothing here knows the world that rendered it), averaged over each token cell, in cells, in the
 convention of model_convGru.warp_by_flow: frame t+1 at p = frame t at p - flow(p). Each cell also gets a weight:
-the share of its pixels whose forward and backward flows agree (rain, a flat sky and content that leaves the view
-have no reliable motion).
+the share of its pixels that have texture and whose forward and backward flows agree (a flat sky has no motion
+to measure, Farneback calls it still; rain and content that leaves the view have no consistent one).
 """
 import numpy as np
 
 # Farneback at 128 x 72: three pyramid levels reach motions of ~10 px (a walk moves edges 1-2 px a frame)
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
 CONSISTENT_PX = 0.5          # a pixel counts when its backward flow, followed by the forward flow, returns within this
+TEXTURE_GRAD = 16.0          # ... and its Sobel gradient magnitude (0-255 gray) reaches this in frame t + 1
 
 
 def pixel_flows(a, b):
-    """uint8 gray frames a, b (H, W) -> (flow (H, W, 2) in pixels with b at p = a at p - flow(p), consistent (H, W)
-    bool: the forward flow at p - flow(p) takes it back to p within CONSISTENT_PX)."""
+    """uint8 gray frames a, b (H, W) -> (flow (H, W, 2) in pixels with b at p = a at p - flow(p), reliable (H, W)
+    bool: b has texture at p and the forward flow at p - flow(p) takes it back to p within CONSISTENT_PX)."""
     import cv2
     back = cv2.calcOpticalFlowFarneback(b, a, None, **FARNEBACK)     # b(p) ~ a(p + back(p))
     fwd = cv2.calcOpticalFlowFarneback(a, b, None, **FARNEBACK)      # a(q) ~ b(q + fwd(q))
@@ -27,13 +28,14 @@ def pixel_flows(a, b):
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     fwd_at = cv2.remap(fwd, xs + back[..., 0], ys + back[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     consistent = np.linalg.norm(back + fwd_at, axis=-1) < CONSISTENT_PX
-    return -back, consistent
+    textured = np.hypot(cv2.Sobel(b, cv2.CV_32F, 1, 0), cv2.Sobel(b, cv2.CV_32F, 0, 1)) >= TEXTURE_GRAD
+    return -back, consistent & textured
 
 
 def cell_flow(frames, grid):
     """uint8 RGB frames (N, H, W, 3), grid (gh, gw) -> float16 (N - 1, 3, gh, gw): for transition t -> t + 1 and
-    each cell, the mean flow (dx right, dy down) in cells over the cell's consistent pixels (over all of them where
-    none is), and the share of consistent pixels (the weight a loss gives the cell)."""
+    each cell, the mean flow (dx right, dy down) in cells over the cell's reliable pixels (pixel_flows; over all of
+    them where none is), and the share of reliable pixels (the weight a loss gives the cell)."""
     import cv2
     N, H, W = frames.shape[:3]
     gh, gw = grid

@@ -71,10 +71,11 @@ LATENT_FLOW_WEIGHT = 0.0     # > 0: the flow also learns on its own: MSE between
                              # the correction can explain a motion the flow should; the blur widens the basin a
                              # sub-cell texture gives the warp's gradient
 LATENT_FLOW_TARGET = 0.0     # > 0: the flow also learns the pictures' own motion on walking transitions (a key down,
-                             # the camera still; teacher-forced steps): this weight times the L1 distance, per cell
-                             # weighted by its reliability, to the optical flow of preprocess.py --flow. From the
-                             # latents alone the flow drew a walk back in by 0.02-0.04 cells a step, a tenth of the
-                             # pictures' motion (experiments item 44)
+                             # the camera still; teacher-forced steps): this weight times the squared distance, per
+                             # cell weighted by its reliability, to the optical flow of preprocess.py --flow. From
+                             # the latents alone the flow drew a walk back in by 0.02-0.04 cells a step, a tenth of
+                             # the pictures' motion (experiments item 44). Squared, not L1: L1 pulls each cell to
+                             # its median motion, and where the model cannot tell near from far that is none
 LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no movement key is down (model flow_gate)
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
@@ -354,7 +355,7 @@ class WindowLoss(torch.nn.Module):
                 out['flow_mse'] = flow_mse
                 loss_latent = loss_latent + knobs['flow_weight'] * flow_mse
             if flow_sup:
-                out['flow_target_l1'] = flow_err
+                out['flow_target_mse'] = flow_err
                 loss_latent = loss_latent + knobs['flow_target'] * flow_err
             if cfg.fm_width and knobs['fm_weight'] > 0:   # the distribution around the mean, on a few transitions
                 pos = window_positions(min(knobs['fm_frames'], T), tf_len, T, tokens.device)
@@ -527,12 +528,13 @@ def train_camera_degrees(data_dir, manifest):
 def flow_target_error(flow, target, actions, flow_warp):
     """LATENT_FLOW_TARGET: the learned flow (B, T, 2, H, W) against the optical flow target (B, T, 3, H, W: dx, dy in
     cells, reliability) on walking transitions (a movement key down, the camera still: there the learned flow is the
-    whole motion; a turn's is a residual beside the camera shift): mean L1 per cell weighted by reliability. The
-    target is clipped inside the flow's reach (flow_warp * tanh). 0, still in the graph, without a walk."""
+    whole motion; a turn's is a residual beside the camera shift): mean squared error per cell and component,
+    weighted by reliability. The target is clipped inside the flow's reach (flow_warp * tanh). 0, still in the
+    graph, without a walk."""
     target = target.float()
     w = target[:, :, 2:] * walking_actions(actions)[..., None, None, None].float()      # (B, T, 1, H, W)
     lim = 0.95 * flow_warp
-    err = (flow.float() - target[:, :, :2].clamp(-lim, lim)).abs() * w
+    err = (flow.float() - target[:, :, :2].clamp(-lim, lim)).pow(2) * w
     return err.sum() / (2 * w.sum()).clamp(min=1.0)
 
 

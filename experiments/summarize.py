@@ -83,12 +83,28 @@ def read_as_rows(run):
     return f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(cells) + ' |' if cells else ''
 
 
+MOTION = (('forward', 'outward'), ('back', 'outward'), ('strafe_left', 'dx'), ('strafe_right', 'dx'),
+          ('jump', 'dy'), ('idle', 'abs'))
+
+
+def motion_row(run):
+    """How far the rollouts' pictures move against the true renders' (eval.json scripted.motion, session 18 on):
+    per action its telling part of the optical flow, model / true, cells a step; '' if absent."""
+    r = json.load(open(os.path.join(run, 'eval', 'eval.json')))
+    m = r['scripted'].get('motion', {})
+    if 'model' not in m or 'true' not in m:
+        return ''
+    cells = [f"{a} {k} {m['model'][a][k]:+.3f} / {m['true'][a][k]:+.3f}" for a, k in MOTION if a in m['model']]
+    return f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(cells) + ' |'
+
+
 def per_action_table(runs):
-    rows, flows, firsts, reads = [], [], [], []
+    rows, flows, firsts, reads, motions = [], [], [], [], []
     for run in runs:
         try:
             gains, flow, first = per_action_gains(run)
             reads.append(read_as_rows(run))
+            motions.append(motion_row(run))
         except (OSError, KeyError, ValueError):
             continue
         name = os.path.basename(run.rstrip('/'))
@@ -107,6 +123,9 @@ def per_action_table(runs):
                  ''] + firsts
     if any(reads):
         rows += ['', "what the IDM reads the model's pairs as (share of pairs per class)", ''] + [r for r in reads if r]
+    if any(motions):
+        rows += ['', "how far the rollouts' pictures move (optical flow at the token grid, cells a step): model / true",
+                 ''] + [r for r in motions if r]
     return rows
 
 

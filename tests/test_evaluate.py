@@ -285,6 +285,19 @@ def test_idm_following_oracle_beats_shuffled_and_ignoring_is_at_chance(world_rol
     assert ignoring['per_action']['back']['read_as']['ws']['S'] < oracle['per_action']['back']['read_as']['ws']['S']
 
 
+def test_rollout_motion_sees_each_walk_move_its_own_way_and_a_still_world_not(world_rollouts):
+    true = world_rollouts['true']
+    ignoring = np.repeat(true[:, :1], len(E.ACTIONS), axis=1)          # idle for everything
+    m = E.rollout_motion(dict(true=true, ignoring=ignoring), E.ACTIONS, STEPS, (18, 32))
+    t, i = m['true'], m['ignoring']
+    print({a: (round(v['outward'], 3), round(v['dx'], 3), round(v['abs'], 3)) for a, v in t.items()})
+    assert t['forward']['outward'] > 0.03 and t['back']['outward'] < -0.03          # spreads out / draws in
+    assert t['strafe_left']['dx'] > 0.05 and t['strafe_right']['dx'] < -0.05        # content slides the other way
+    assert t['turn_left']['dx'] > 0.5 > -0.5 > t['turn_right']['dx']                  # a turn moves whole cells
+    assert t['idle']['abs'] < 0.02 and all(v['abs'] < 0.02 for v in i.values())    # a still world does not move
+    assert t['forward']['n'] == len(true) * STEPS
+
+
 # ---------------------------------------------------------------- end to end
 
 def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tmp_path_factory):
@@ -359,6 +372,11 @@ def test_evaluate_runs_end_to_end_on_the_tiny_checkpoint(tiny_ckpt, tmp_path, tm
     assert flow == tf.get('flow', {}) and first == saved['scripted'].get('flow_first_step', {})
     back = fol['model']['per_action']['back']['read_as']['ws']
     assert f"back: none {back['none']:.2f} W {back['W']:.2f} S {back['S']:.2f}" in summarize.read_as_rows(str(tmp_path))
+    motion = saved['scripted']['motion']                     # how far the rollouts' pictures move, model and truth
+    assert set(motion) == {'model', 'copy_last', 'shuffled_actions', 'true'} and set(motion['model']) == set(E.ACTIONS)
+    assert motion['copy_last']['forward']['abs'] < 1e-3 < motion['true']['forward']['abs']
+    assert f"back outward {motion['model']['back']['outward']:+.3f} / {motion['true']['back']['outward']:+.3f}" in \
+        summarize.motion_row(str(tmp_path))
     sl = cf['per_action']['strafe_left']
     assert gains['strafe_left'][0] == sl['model']['psnr'][i8] - sl['copy_last']['psnr'][i8]
     assert gains['strafe_left'][1] is None if 16 not in cf['horizons'] else gains['strafe_left'][1] is not None

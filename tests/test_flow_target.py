@@ -65,13 +65,13 @@ def test_flow_target_error_counts_walks_only_weighted_by_reliability():
     assert flow_target_error(turning, tgt, a, 1.0).item() == pytest.approx(0.0, abs=1e-7)
     off = flow.clone()
     off[0, 0, 1] = 0.2                                      # dy wrong by 0.2 on one walking transition of 5
-    assert flow_target_error(off, tgt, a, 1.0).item() == pytest.approx(0.2 / 2 / 5, rel=1e-5)
+    assert flow_target_error(off, tgt, a, 1.0).item() == pytest.approx(0.2 ** 2 / 2 / 5, rel=1e-5)
     unreliable = tgt.clone()
     unreliable[0, 0, 2] = 0.0                               # ... where the target has no weight
     assert flow_target_error(off, unreliable, a, 1.0).item() == pytest.approx(0.0, abs=1e-7)
     far = tgt.clone()
     far[:, :, 0] = 3.0                                      # beyond the flow's reach: clipped to 0.95 flow_warp
-    assert flow_target_error(flow, far, a, 0.5).item() == pytest.approx((0.475 - 0.3) / 2, rel=1e-4)
+    assert flow_target_error(flow, far, a, 0.5).item() == pytest.approx((0.475 - 0.3) ** 2 / 2, rel=1e-4)
     idle = actions(B, T)                                    # no walk in the batch: 0, and still in the graph
     flow.requires_grad_(True)
     e = flow_target_error(flow, tgt, idle, 1.0)
@@ -144,8 +144,8 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
     lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
            '--LATENT_FLOW_GATE=True']
     run_train(flow_data, out, '--MAX_STEPS=12', *lat, '--LATENT_FLOW_TARGET=2.0')
-    l1 = [r['train/flow_target_l1'] for r in metrics(out) if 'train/flow_target_l1' in r]
-    assert len(l1) == 12 and np.isfinite(l1).all() and max(l1) > 0   # every step has walks in its batch
+    err = [r['train/flow_target_mse'] for r in metrics(out) if 'train/flow_target_mse' in r]
+    assert len(err) == 12 and np.isfinite(err).all() and max(err) > 0   # every step has walks in its batch
     ck = torch.load(out / 'ckpt_0000012.pt', weights_only=False)
     assert ck['train_config']['LATENT_FLOW_TARGET'] == 2.0
     # evaluate.py puts the pictures' own flow beside the learned one, per kind of transition, on the same windows
