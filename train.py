@@ -723,13 +723,15 @@ def main(argv):
     if TIME_REVERSE:
         if cache.action_dim != 15:
             raise ValueError(f"TIME_REVERSE needs the 15-D v5 action layout; {cache.dir} has {cache.action_dim}-D")
-        if KEY_HOLD_BINS or LATENT_FLOW_TARGET:   # a key's hold count and the flow target do not run backwards
-            raise ValueError("TIME_REVERSE with KEY_HOLD_BINS or LATENT_FLOW_TARGET is not supported")
-    if LATENT_FLOW_TARGET and not LATENT_FLOW:
-        raise ValueError(f"LATENT_FLOW_TARGET={LATENT_FLOW_TARGET} teaches the learned flow: it needs LATENT_FLOW > 0")
+        if KEY_HOLD_BINS:   # how long a key has been held does not run backwards with the frames
+            raise ValueError("TIME_REVERSE with KEY_HOLD_BINS is not supported")
+        if LATENT_FLOW_TARGET:   # nor does the flow target (it would have to be reversed and re-measured)
+            raise ValueError("TIME_REVERSE with LATENT_FLOW_TARGET is not supported")
         whole = window_means(~A.time_reversible(cache.actions), train_set.starts, frames) == 0
         log(f"TIME_REVERSE={TIME_REVERSE}: {whole.mean():.0%} "
             f"of the train windows have no jump or sprint and can be played backwards")
+    if LATENT_FLOW_TARGET and not LATENT_FLOW:
+        raise ValueError(f"LATENT_FLOW_TARGET={LATENT_FLOW_TARGET} teaches the learned flow: it needs LATENT_FLOW > 0")
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
         manifest = json.load(f)
     edges = A.edges_from_manifest(manifest)
