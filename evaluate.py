@@ -607,29 +607,34 @@ def flow_by_action(flow, act):
             for name, m in key_classes(act.reshape(-1, act.shape[-1]).cpu().numpy()).items() if m.any()}
 
 
-def flow_summary(g):
+def flow_summary(g, w=None):
     """Flows (N, 2, H, W) in cells -> n, mean dx, dy, |flow| and the outward part (along the direction away from
-    the screen centre)."""
+    the screen centre); with w (N, H, W), each cell's weight in the means, and their mean as `weight`."""
     H, W = g.shape[-2:]
     ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing='ij')
     away = torch.stack([xs * (W - 1) / 2, ys * (H - 1) / 2]).to(g.device)          # cells from the centre
     away = away / away.norm(dim=0).clamp(min=1e-6)
-    return dict(n=int(len(g)), dx=float(g[:, 0].mean()), dy=float(g[:, 1].mean()),
-                abs=float(g.norm(dim=1).mean()), outward=float((g * away).sum(1).mean()))
+    mean = (lambda x: x.mean()) if w is None else (lambda x: (x * w).sum() / w.sum().clamp(min=1e-6))   # noqa: E731
+    out = dict(n=int(len(g)), dx=float(mean(g[:, 0])), dy=float(mean(g[:, 1])),
+               abs=float(mean(g.norm(dim=1))), outward=float(mean((g * away).sum(1))))
+    return out if w is None else dict(out, weight=float(w.mean()))
 
 
 def rollout_motion(frames, names, k, grid):
     """How far the pictures of each scripted action's rollouts move: the optical flow (opticalflow.cell_flow, at
-    the token grid, in cells) of the first k steps of every start, summarised as flow_summary does, for each
-    generator's frames and the true renders alike. frames {gen: uint8 [S, A, 1 + steps, H, W, 3]}. A walk back
-    whose rollout moves a tenth of the true renders' is a walk the IDM reads as standing still."""
+    the token grid, in cells) of the first k steps of every start, summarised as flow_summary does over the cells
+    with a measurable motion (weighted by their share of textured, consistent pixels: a blurred picture has fewer,
+    and Farneback calls a flat one still; `weight` says how many), for each generator's frames and the true
+    renders alike. frames {gen: uint8 [S, A, 1 + steps, H, W, 3]}. A walk back whose rollout moves a tenth of the
+    true renders' is a walk the IDM reads as standing still."""
     import opticalflow
     out = {}
     for gen, f in frames.items():
         out[gen] = {}
         for j, a in enumerate(names):
             cf = np.concatenate([opticalflow.cell_flow(f[s, j, :k + 1], grid) for s in range(len(f))])
-            out[gen][a] = flow_summary(torch.from_numpy(cf[:, :2].astype(np.float32)))
+            cf = torch.from_numpy(cf.astype(np.float32))
+            out[gen][a] = flow_summary(cf[:, :2], cf[:, 2])
     return out
 
 

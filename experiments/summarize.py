@@ -95,6 +95,9 @@ def motion_row(run):
     if 'model' not in m or 'true' not in m:
         return ''
     cells = [f"{a} {k} {m['model'][a][k]:+.3f} / {m['true'][a][k]:+.3f}" for a, k in MOTION if a in m['model']]
+    if 'weight' in m['true']['idle']:   # how much of the picture has a measurable motion (texture), over actions
+        share = {g: sum(v['weight'] for v in m[g].values()) / len(m[g]) for g in ('model', 'true')}
+        cells.append(f"measurable {share['model']:.2f} / {share['true']:.2f}")
     return f"| {os.path.basename(run.rstrip('/'))} | " + ' | '.join(cells) + ' |'
 
 

@@ -296,6 +296,11 @@ def test_rollout_motion_sees_each_walk_move_its_own_way_and_a_still_world_not(wo
     assert t['turn_left']['dx'] > 0.5 > -0.5 > t['turn_right']['dx']                  # a turn moves whole cells
     assert t['idle']['abs'] < 0.02 and all(v['abs'] < 0.02 for v in i.values())    # a still world does not move
     assert t['forward']['n'] == len(true) * STEPS
+    assert all(0 < v['weight'] <= 1 for v in t.values())                          # cells with a measurable motion
+    import cv2                                        # a blurred picture has fewer of them, and still moves its way
+    blurred = np.stack([[[cv2.GaussianBlur(f, (9, 9), 3) for f in seq] for seq in s] for s in true])
+    b = E.rollout_motion(dict(b=blurred), ('forward', 'strafe_left'), STEPS, (18, 32))['b']
+    assert b['forward']['weight'] < t['forward']['weight'] and b['strafe_left']['dx'] > 0.05
 
 
 # ---------------------------------------------------------------- end to end
