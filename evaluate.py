@@ -862,9 +862,9 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
         cf['sensitivity']['horizons'] = hz
         res['counterfactual'] = cf
 
+    k = min(follow_steps, steps)   # the steps whose pairs the IDM reads and whose motion is measured
     if idm is not None:
         import idm as I
-        k = min(follow_steps, steps)
         tgt_one = [I.targets_from_records(r[:k], idm.edges) for r in records]                  # per action, [k]
         tgt = {g: np.tile(np.concatenate([t[g] for t in tgt_one]), S) for g in tgt_one[0]}
         pair_names = np.tile(np.repeat(names, k), S)
@@ -887,7 +887,7 @@ def eval_scripted(gens, vq, lp, idm, clips, ctx, steps, horizons, follow_steps, 
         res['following'] = fol
     else:
         notes.append('action following needs --idm (train one with idm.py); skipped')
-    res['motion'] = rollout_motion(frames, names, min(follow_steps, steps), clips.cache.grid)
+    res['motion'] = rollout_motion(frames, names, k, clips.cache.grid)
     res['notes'] = notes
     return res, frames
 
