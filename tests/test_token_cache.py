@@ -46,8 +46,9 @@ def _build(data_dir, barrier, errors):
 
 
 def test_builders_side_by_side_each_finish_and_the_cache_is_whole(dataset):
-    # Three trainings started at once on a fresh dataset (experiments/gpu_step5.sh) once shared one temp name: one
-    # builder renamed another's half-written file away (FileNotFoundError) and left arrays shorter than index.json.
+    # Three trainings started at once on a fresh dataset (experiments/gpu_step5.sh, now gpu_side_by_side.sh) once
+    # shared one temp name: one builder renamed another's half-written file away (FileNotFoundError) and left arrays
+    # shorter than index.json.
     data_dir, arrays = dataset
     ctx = mp.get_context('fork')
     barrier, errors = ctx.Barrier(4), ctx.Queue()
