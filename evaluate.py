@@ -65,6 +65,8 @@ FLOW_ROUND = None            # latent models with a learned flow: 1 moves the fe
                              # cells, the remainder carried (config.flow_round), 0 interpolates it; None: the model's own
 FLOW_ROUND_SMOOTH = None     # ... a rounded walk's flow averaged over k x k cells first (odd k; -1: the map; 0: per cell;
                              # config.flow_round_smooth); None: the model's own
+FLOW_ROUND_CAMERA = None     # ... and 1 moves a turn's or a look's latent rigidly by whole cells too (the flow's mean;
+                             # config.flow_round_camera), 0 interpolates it; None: the model's own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own
 FM_TEMP = None               # ... and the std of the noise a sample starts from (0: one deterministic output); None: own
@@ -1286,6 +1288,9 @@ def parse_args(argv):
     p.add_argument('--flow-round-smooth', type=int, default=FLOW_ROUND_SMOOTH,
                    help="with --flow-round 1: average a walk's flow over k x k cells before rounding it (odd k; -1: "
                         "the whole map; 0: per cell; default: the model's own)")
+    p.add_argument('--flow-round-camera', type=int, choices=(0, 1), default=FLOW_ROUND_CAMERA,
+                   help="with --flow-round 1: a turn's or a look's flow too, its mean over the map rounded to whole "
+                        "cells (a rigid move, the remainder carried; default: the model's own)")
     p.add_argument('--fm-steps', type=int, default=FM_STEPS,
                    help="models with a flow-matching head: Euler steps of each sampled latent; 0: the mean "
                         "(default: the model's own)")

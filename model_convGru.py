@@ -200,6 +200,12 @@ class WorldModelConfig:
     # shift of whole cells). Rounded per cell, an uneven flow moved neighbouring cells by different whole cells and
     # tore the picture (experiments item 41)
     flow_round_smooth: int = 0
+    # with flow_round, a camera step (a turn or a look) moves its fed-back latent too, rigidly: the learned flow's
+    # mean over the map (what the whole-cell camera warp over- or undershoots: a 3 deg look is 0.67 rows, the warp
+    # moves 1, the flow takes back ~0.47) plus the remainder before it, rounded to whole cells, the rest kept; the
+    # flow's uneven part is dropped (rounded per cell it tore the picture, item 41). Interpolated, that half-cell
+    # correction is a blur the snap turns into new texture: a look down's ground is re-textured, not moved
+    flow_round_camera: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
     # or more). A held jump key lifts the view, then drops it, then bounces (blockworld's data hold it a median
@@ -278,6 +284,8 @@ class WorldModelConfig:
             raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
                              f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
                              f"recurrence, which it does not round: not both")
+        if self.flow_round_camera and not self.flow_round:
+            raise ValueError("flow_round_camera rounds a camera step's flow beside the walks': it needs flow_round")
         if self.flow_round_smooth and not self.flow_round:
             raise ValueError(f"flow_round_smooth={self.flow_round_smooth} smooths the rounded flow: it needs flow_round")
         if self.flow_round_smooth < -1 or (self.flow_round_smooth > 0 and self.flow_round_smooth % 2 == 0):
@@ -873,9 +881,11 @@ class WorldModelConvFiLM(nn.Module):
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1),
                                   actions.flatten(0, 1)))
                 if rounding:
+                    camera = ((moving_actions(actions) & ~walking_actions(actions))[..., None, None, None]
+                              if cfg.flow_round_camera else None)
                     flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase,
                                                   walking_actions(actions)[..., None, None, None],
-                                                  cfg.flow_round_smooth)
+                                                  cfg.flow_round_smooth, camera)
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()
@@ -896,14 +906,16 @@ class WorldModelConvFiLM(nn.Module):
         return out
 
     @staticmethod
-    def round_flow(flow, phase, walking, smooth=0):
+    def round_flow(flow, phase, walking, smooth=0, camera=None):
         """flow (B, T, 2, H, W) -> the flow (B*T, 2, H, W) feedback steps move their latents by, and the sub-cell
         remainder (B, 2, H, W) left after the last (flow_round): on a walking step (walking (B, T, 1, 1, 1) true: a
         movement key down, the camera still) the flow plus the remainder before it rounded per cell, the rest
         kept; on any other step the flow itself, and no remainder. No gradient passes through a rounded flow: a
         straight-through one (the bilinear warp's one-sided slope at a whole cell) taught the strafe's flow the
         wrong way, -0.83 cells a step (experiments zr); the flow learns from the interpolated steps. smooth
-        (flow_round_smooth): a walk's flow is first averaged over a smooth x smooth box of cells (-1: the map)."""
+        (flow_round_smooth): a walk's flow is first averaged over a smooth x smooth box of cells (-1: the map).
+        camera (B, T, 1, 1, 1) bool or None (flow_round_camera): on those steps the flow's mean over the map is
+        rounded the same way, a rigid whole-cell move with its remainder kept, and the rest of the flow dropped."""
         out = []
         for t in range(flow.shape[1]):
             f = flow[:, t]
@@ -911,10 +923,14 @@ class WorldModelConvFiLM(nn.Module):
                 f = f.mean((2, 3), keepdim=True).expand_as(f)
             elif smooth > 1:
                 f = F.avg_pool2d(f, smooth, 1, smooth // 2, count_include_pad=False)
-            total = torch.where(walking[:, t], f, flow[:, t]) + phase
-            whole = torch.where(walking[:, t], torch.round(total.detach()), flow[:, t])
+            rounded = walking[:, t]
+            if camera is not None:
+                f = torch.where(camera[:, t], flow[:, t].mean((2, 3), keepdim=True).expand_as(f), f)
+                rounded = rounded | camera[:, t]
+            total = torch.where(rounded, f, flow[:, t]) + phase
+            whole = torch.where(rounded, torch.round(total.detach()), flow[:, t])
             out.append(whole)
-            phase = (total - whole).detach() * walking[:, t]
+            phase = (total - whole).detach() * rounded
         return torch.stack(out, 1).flatten(0, 1), phase
 
     def flow(self, top, moving=None, actions=None):

@@ -125,6 +125,46 @@ def test_a_smoothed_walk_rounds_neighbouring_cells_alike():
     assert steps(box) < steps(per_cell)
 
 
+def test_a_camera_step_moves_rigidly_by_the_flows_mean_in_whole_cells():
+    """flow_round_camera: on a turn or a look the flow's mean over the map, plus the remainder, is rounded to whole
+    cells (every cell alike) and the rest kept; its uneven part is dropped. A look whose flow takes back 0.47 of
+    the warp's row (0.53 net) moves a whole row on about half the steps and its remainder adds up the rest."""
+    torch.manual_seed(0)
+    T = 8
+    flow = torch.zeros(1, T, 2, H, W)
+    flow[:, :, 1] = 0.47 + 0.2 * (torch.rand(1, T, H, W) - 0.5)            # dy: 0.47 on average, uneven
+    look = torch.cat([torch.zeros(1, 1, 15)] * T, 1)
+    look[..., 2], look[..., 7] = 1, 1                                      # yaw none, pitch down: a look
+    camera = (~walking_actions(look))[..., None, None, None]
+    walking = walking_actions(look)[..., None, None, None]
+    zero = torch.zeros(1, 2, H, W)
+    plain, left = WorldModelConvFiLM.round_flow(flow, zero, walking)
+    assert torch.equal(plain, flow[0]) and (left == 0).all()               # without it: interpolated, no remainder
+    rigid, left = WorldModelConvFiLM.round_flow(flow, zero, walking, camera=camera)
+    assert (rigid == rigid.round()).all() and (rigid[:, 0] == 0).all()     # whole cells, no sideways move
+    assert all(len(rigid[t, 1].unique()) == 1 for t in range(T))           # the whole map alike
+    mean = flow[0, :, 1].mean((1, 2))
+    torch.testing.assert_close(rigid[:, 1, 0, 0].sum() + left[0, 1], mean.sum().expand(H, W))   # moved + remainder
+    assert left[0, 1].abs().max() <= 0.5 and 3 <= rigid[:, 1, 0, 0].sum() <= 5
+    walk = torch.zeros(1, T, 15)
+    walk[..., 2], walk[..., 6], walk[..., 8] = 1, 1, 1                     # camera still, W down: a walk
+    walking = walking_actions(walk)[..., None, None, None]
+    per_cell, _ = WorldModelConvFiLM.round_flow(flow, zero, walking)
+    assert torch.equal(WorldModelConvFiLM.round_flow(flow, zero, walking, camera=torch.zeros_like(walking))[0],
+                       per_cell)                                           # a walk is rounded per cell as before
+    with pytest.raises(ValueError, match='needs flow_round'):
+        WorldModelConfig(latent_dim=D, flow_warp=1.0, flow_round_camera=True)
+    m = fixed_flow_model(0.3, flow_round=True)                             # in a rollout: a turn's latent
+    ctx_tok = (torch.arange(W) % K).view(1, 1, 1, W).expand(1, 2, H, W).clone()
+    ctx_lat = m.codebook[ctx_tok].movedim(-1, 2)
+    codes = m.codebook.T[None, :, :, None, None]
+    off_codes = lambda z: (z[:, :, None] - codes).abs().sum(1).amin(1).amax()   # noqa: E731 worst cell's distance
+    turn = actions(1, 4, yaw=4)
+    assert off_codes(rollout(m, ctx_tok, actions(1, 1), turn, context_latents=ctx_lat)[1].latent) > 0.5
+    m.config.flow_round_camera = True                                      # interpolated above, on its codes here
+    assert off_codes(rollout(m, ctx_tok, actions(1, 1), turn, context_latents=ctx_lat)[1].latent) < 1e-4
+
+
 def test_live_play_rounds_the_flow_as_offline_rollouts_do():
     m = tiny_latent(zero_init_head=False, flow_warp=1.0, latent_snap=0.5)
     torch.nn.init.normal_(m.flow_head.weight, std=0.3)
