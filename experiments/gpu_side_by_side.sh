@@ -4,8 +4,9 @@
 #   PY=python3 bash experiments/gpu_side_by_side.sh NAME[:EXTRA[,EXTRA...]] ...
 # Every run starts from the GPU preset (config/demo_cpu.py + config/blockworld_latent_flow_60min.py +
 # config/blockworld_latent_flow_gpu.py); EXTRA is a preset file or an --OVERRIDE=value, e.g.
-#   z3g2:--SEED=2   zkg:experiments/zk_flow_keys_cpu.py
-# Session 16 ran z3g / zr2g / z5g this way (then experiments/gpu_step5.sh); session 19 z3g's seeds and key fields.
+#   zkg2:--SEED=2   z3g2:--LATENT_FLOW_KEYS=False,--SEED=2
+# Session 16 ran z3g / zr2g / z5g this way (then experiments/gpu_step5.sh); session 19 z3g's seeds and the key
+# fields (z3g1 / z3g2 / zkg, when the preset had no key fields: zkg added experiments/zk_flow_keys_cpu.py).
 # The 916 MB token cache does not travel: the GPU machine rebuilds it from the 13 MB of clips with the same
 # tokenizer and bin edges as `make experiments-data`. The GPU image has torch, opencv and tqdm but not lpips: its
 # wheel and the converted AlexNet backbone travel in .gpu/ (git-ignored through .git/info/exclude):
