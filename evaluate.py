@@ -65,6 +65,7 @@ FLOW_ROUND = None            # latent models with a learned flow: 1 moves the fe
                              # cells, the remainder carried (config.flow_round), 0 interpolates it; None: the model's own
 FLOW_ROUND_SMOOTH = None     # ... a rounded walk's flow averaged over k x k cells first (odd k; -1: the map; 0: per cell;
                              # config.flow_round_smooth); None: the model's own
+WARP_FILL = None             # 'zero' | 'edge': what fills the rows a pitch warp uncovers (config.warp_fill); None: own
 FLOW_ROUND_CAMERA = None     # ... and 1 moves a turn's or a look's latent rigidly by whole cells too (the flow's mean;
                              # config.flow_round_camera), 0 interpolates it; None: the model's own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
@@ -1288,6 +1289,9 @@ def parse_args(argv):
     p.add_argument('--flow-round-smooth', type=int, default=FLOW_ROUND_SMOOTH,
                    help="with --flow-round 1: average a walk's flow over k x k cells before rounding it (odd k; -1: "
                         "the whole map; 0: per cell; default: the model's own)")
+    p.add_argument('--warp-fill', choices=('zero', 'edge'), default=WARP_FILL,
+                   help="what fills the rows a pitch warp uncovers: zero (flat) or the border row repeated "
+                        "(default: the model's own, config.warp_fill)")
     p.add_argument('--flow-round-camera', type=int, choices=(0, 1), default=FLOW_ROUND_CAMERA,
                    help="with --flow-round 1: a turn's or a look's flow too, its mean over the map rounded to whole "
                         "cells (a rigid move, the remainder carried; default: the model's own)")

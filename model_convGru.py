@@ -234,6 +234,10 @@ class WorldModelConfig:
     # the change in the rounded running sum, carried in the state: a slow turn of 0.4 cells a frame moves
     # one cell every 2-3 frames instead of one every frame (the history's "camera snaps")
     warp_accumulate: bool = False
+    # what fills the rows a pitch warp uncovers in the input ('input' warp): 'zero' (the mean latent / a zero
+    # embedding: flat) or 'edge' (the border row repeated). A look down uncovers the bottom rows, ground the head must
+    # paint from nothing; the ground goes on below the frame, so its last row is a better guess than flat
+    warp_fill: str = 'zero'
     # output / runtime
     zero_init_head: bool = True
     grad_checkpoint: bool = False      # recompute each step's GRU stack in backward (training only)
@@ -250,6 +254,8 @@ class WorldModelConfig:
         if self.camera_warp != 'none' and self.action_dim != V5_ACTION_DIM:
             raise ValueError(f"camera_warp={self.camera_warp!r} needs the 15-D v5 action layout (yaw/pitch "
                              f"one-hot bins) but action_dim={self.action_dim}; set camera_warp='none'")
+        if self.warp_fill not in ('zero', 'edge'):
+            raise ValueError(f"warp_fill must be 'zero' or 'edge', got {self.warp_fill!r}")
         if len(self.warp_yaw_shift) != 5 or len(self.warp_pitch_shift) != 3:
             raise ValueError("warp_yaw_shift needs 5 entries (one per yaw bin), warp_pitch_shift 3")
         if self.use_temporal_attention and (self.temporal_context < 1 or self.attn_dim % self.attn_heads):
@@ -414,15 +420,16 @@ class WorldModelState:
                                self._phase(lambda p: p * (~mask.bool()).to(p.dtype).view(-1, 1, 1, 1)))
 
 
-def shift_maps(x, dx, dy):
-    """Move the content of x (N, C, H, W) by dx[n] cells right (wraparound) and dy[n] cells down (zero fill)."""
+def shift_maps(x, dx, dy, fill='zero'):
+    """Move the content of x (N, C, H, W) by dx[n] cells right (wraparound) and dy[n] cells down; the rows
+    uncovered are zero (fill='zero') or the border row repeated (fill='edge')."""
     N, C, H, W = x.shape
     iw = (torch.arange(W, device=x.device) - dx[:, None]) % W     # out[.., w] = in[.., w - dx]
     x = x.gather(3, iw[:, None, None, :].expand(N, C, H, W))
     ih = torch.arange(H, device=x.device) - dy[:, None]           # out[.., h, :] = in[.., h - dy, :]
     valid = ((ih >= 0) & (ih < H)).to(x.dtype)
     x = x.gather(2, ih.clamp(0, H - 1)[:, None, :, None].expand(N, C, H, W))
-    return x * valid[:, None, :, None]
+    return x if fill == 'edge' else x * valid[:, None, :, None]
 
 
 def warp_by_flow(x, flow, mode='bilinear'):
@@ -730,7 +737,7 @@ class WorldModelConvFiLM(nn.Module):
         B, T, _, H, W = x.shape
         if cfg.camera_warp == 'input':
             dx, dy = shifts[:2] if shifts is not None else self.camera_shifts(actions)[:2]
-            x = shift_maps(x.flatten(0, 1), dx.flatten(), dy.flatten()).view(B, T, *x.shape[2:])
+            x = shift_maps(x.flatten(0, 1), dx.flatten(), dy.flatten(), cfg.warp_fill).view(B, T, *x.shape[2:])
         planes = [x]
         if cfg.coord_channels:   # after the warp: they say where a cell is on screen, which never moves
             planes.append(self.coords.to(x.dtype).expand(B, T, 2, H, W))

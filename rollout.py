@@ -26,7 +26,7 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
-ROLLOUT_OPTIONS = ('latent_carry', 'flow_round', 'flow_round_smooth', 'flow_round_camera', 'fm_steps', 'fm_temp', 'fm_gate')   # in model.config
+ROLLOUT_OPTIONS = ('warp_fill', 'latent_carry', 'flow_round', 'flow_round_smooth', 'flow_round_camera', 'fm_steps', 'fm_temp', 'fm_gate')   # in model.config
 
 
 def set_rollout_options(model, source, **options):

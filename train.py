@@ -43,6 +43,8 @@ MODEL_OVERRIDES = {}         # WorldModelConfig fields, e.g. {'camera_warp': 'hi
 WARP_CALIBRATE = False       # True: the camera warp moves content by the train clips' mean motion per yaw/pitch
                              # bin (fractional cells, summed in the state: warp_accumulate) instead of whole
                              # cells per frame; blockworld's slow turns move 0.4 cells a frame, not 1
+WARP_FILL = 'zero'           # what fills the rows the pitch warp uncovers: 'zero' (flat) or 'edge' (the border row
+                             # repeated: a look down's new ground rows start from the last one; model warp_fill)
 WARP_VFOV_DEG = 70.0         # the recordings' vertical field of view (Minecraft's default), for WARP_CALIBRATE
 LATENTS = False              # the model reads and predicts the VQ-VAE's continuous pre-quantization latents
                              # (latent_dim = the VQ-VAE's code size; needs data from preprocess.py --latents):
@@ -766,6 +768,7 @@ def main(argv):
         overrides['key_hold_bins'] = KEY_HOLD_BINS
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
+    overrides['warp_fill'] = WARP_FILL
     if WARP_CALIBRATE:
         yaw_deg, pitch_deg = train_camera_degrees(DATA_DIR, manifest)
         overrides['warp_yaw_shift'], overrides['warp_pitch_shift'] = A.camera_warp_shifts(

@@ -107,6 +107,12 @@ def test_untrained_latent_model_copies_the_warped_latent_and_its_logits_pick_the
         assert torch.equal(logits.argmax(2), nearest(m, pred))
         if yaw != 2:
             assert not torch.allclose(pred, lat)                        # the camera moved it
+    m.config.warp_fill = 'edge'                                         # a look down: the bottom rows uncovered
+    a = actions(B, T, 2, 2)
+    with torch.no_grad():
+        pred = m(tok, a, latents=lat, return_latent=True)[2]
+    torch.testing.assert_close(pred[..., :-1, :], lat[..., 1:, :], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pred[..., -1, :], lat[..., -1, :], atol=1e-5, rtol=1e-5)   # filled from the last row
 
 
 def test_tokens_alone_enter_as_their_code_vectors_and_steps_equal_the_window():

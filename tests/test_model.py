@@ -380,6 +380,13 @@ def test_shift_maps_matches_roll():
     assert torch.equal(out[0, :, 1:], x[0, :, :-1]) and torch.equal(out[0, :, 0], torch.zeros(2, 8))
     assert torch.equal(out[1, :, :-2], x[1, :, 2:]) and torch.equal(out[1, :, -2:], torch.zeros(2, 2, 8))
     assert torch.equal(out[2], x[2])
+    edge = shift_maps(x, torch.zeros(3, dtype=torch.long), torch.tensor([1, -2, 0]), fill='edge')
+    assert torch.equal(edge[0, :, 1:], x[0, :, :-1]) and torch.equal(edge[0, :, 0], x[0, :, 0])    # top row again
+    assert torch.equal(edge[1, :, :-2], x[1, :, 2:])
+    assert torch.equal(edge[1, :, -2:], x[1, :, -1:].expand(2, 2, 8))   # a look down: the bottom row repeated
+    assert torch.equal(edge[2], x[2])
+    with pytest.raises(ValueError, match='warp_fill'):
+        WorldModelConfig(warp_fill='mirror')
 
 
 def test_hidden_warp_moves_state():
