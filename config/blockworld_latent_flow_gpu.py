@@ -13,7 +13,9 @@
 # unique codes 0.99; missed: look down 0.53, W 0.696, S 0.41, jump 0.07, +2 dB over copy-last for the keys. Without
 # the key fields, the same seed and steps (z3g1) also meet 10, with look down (0.86) instead of following (0.77),
 # W 0.61, S 0.14, A 0.75. A second seed at 1,025 steps: 8 and 8 columns, following 0.75 against 0.67, W / S / A
-# +0.12 / +0.15 / +0.36. Kept for following and the keys on both seeds; the count ties.
+# +0.12 / +0.15 / +0.36. On 16 start states (twice the pairs): zkg 11 columns against z3g1's 12 (look down 0.65 /
+# 0.85; following 0.82 / 0.81, S 0.31 / 0.16, A 0.98 / 0.80), and 9 against 7 at seed 2 (W 0.71 / 0.52, A 0.80 /
+# 0.51; look up 0.74 / 0.98). Kept for the keys and following over the two seeds (a column net); each seed lost a look.
 # On the CPU preset (2,000 steps at batch 8) the fields cost the strafe A and did not win (zk, session 17).
 # The preset saves that rollout in the checkpoint (LATENT_SNAP = 1; the tail trains at LATENT_SNAP_TAIL = 0.5).
 OUT_DIR = 'runs/blockworld_latent_flow_gpu'
