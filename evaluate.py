@@ -65,9 +65,9 @@ FLOW_ROUND = None            # latent models with a learned flow: 1 moves the fe
                              # cells, the remainder carried (config.flow_round), 0 interpolates it; None: the model's own
 FLOW_ROUND_SMOOTH = None     # ... a rounded walk's flow averaged over k x k cells first (odd k; -1: the map; 0: per cell;
                              # config.flow_round_smooth); None: the model's own
-WARP_FILL = None             # 'zero' | 'edge': what fills the rows a pitch warp uncovers (config.warp_fill); None: own
 FLOW_ROUND_CAMERA = None     # ... and 1 moves a turn's or a look's latent rigidly by whole cells too (the flow's mean;
                              # config.flow_round_camera), 0 interpolates it; None: the model's own
+WARP_FILL = None             # 'zero' | 'edge': what fills the rows a pitch warp uncovers (config.warp_fill); None: own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own
 FM_TEMP = None               # ... and the std of the noise a sample starts from (0: one deterministic output); None: own

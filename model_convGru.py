@@ -888,11 +888,9 @@ class WorldModelConvFiLM(nn.Module):
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1),
                                   actions.flatten(0, 1)))
                 if rounding:
-                    camera = ((moving_actions(actions) & ~walking_actions(actions))[..., None, None, None]
-                              if cfg.flow_round_camera else None)
-                    flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase,
-                                                  walking_actions(actions)[..., None, None, None],
-                                                  cfg.flow_round_smooth, camera)
+                    still, keys = (m[..., None, None, None] for m in camera_still_keys_down(actions))
+                    flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase, still & keys,
+                                                  cfg.flow_round_smooth, ~still if cfg.flow_round_camera else None)
                 u = warp_by_flow(u, flow, cfg.flow_mode)
                 moved = u
             u = u + logits.float()

@@ -26,7 +26,9 @@ def autocast(device, dtype='bf16'):
     return torch.autocast(device.type, dtype=dt or torch.float32, enabled=dt is not None)
 
 
-ROLLOUT_OPTIONS = ('warp_fill', 'latent_carry', 'flow_round', 'flow_round_smooth', 'flow_round_camera', 'fm_steps', 'fm_temp', 'fm_gate')   # in model.config
+# rollout settings kept in model.config
+ROLLOUT_OPTIONS = ('warp_fill', 'latent_carry', 'flow_round', 'flow_round_smooth', 'flow_round_camera',
+                   'fm_steps', 'fm_temp', 'fm_gate')
 
 
 def set_rollout_options(model, source, **options):
@@ -45,7 +47,7 @@ def set_rollout_options(model, source, **options):
             raise ValueError(f"{flag}: {source} has no learned flow (flow_warp=0)")
         if name.startswith('fm_') and not cfg.fm_width:
             raise ValueError(f"{flag}: {source} has no flow-matching head (fm_width=0)")
-        setattr(cfg, name, bool(v) if name in ('fm_gate', 'flow_round', 'flow_round_camera') else v)
+        setattr(cfg, name, bool(v) if isinstance(getattr(cfg, name), bool) else v)   # a 0 / 1 flag for a switch
     try:
         type(cfg).from_dict(cfg.to_dict())   # the overridden config checked as a new one is
     except ValueError as e:
