@@ -180,6 +180,11 @@ class WorldModelConfig:
     # key. Without it W and S get the same flow (z3r, one step from the val states: outward +0.040 / +0.038 cells):
     # the head reads the key only through FiLM and learns "a key is down", not which
     flow_keys: bool = False
+    # with flow_keys and key_hold_bins, each key also gets a field per hold bin (frames held, as the FiLM reads it),
+    # added to its own: a held jump lifts the view for ~4 frames, drops it, then bounces, so the key's one field
+    # learns the mean of up and down (none). Through FiLM alone the flow followed the bounce at half its size and
+    # the rollouts did not rise (z6, item 37); a field per phase is a direct path from the count to the motion
+    flow_key_hold: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
@@ -286,6 +291,9 @@ class WorldModelConfig:
         if self.flow_keys and (not self.flow_warp or self.action_dim != V5_ACTION_DIM):
             raise ValueError(f"flow_keys adds a field per movement key of the 15-D layout to the learned flow: it "
                              f"needs flow_warp > 0 and action_dim={V5_ACTION_DIM} (got {self.action_dim})")
+        if self.flow_key_hold and not (self.flow_keys and self.key_hold_bins):
+            raise ValueError("flow_key_hold gives each key's flow field one per hold bin: it needs flow_keys and "
+                             "key_hold_bins > 0")
         if self.flow_round and (self.flow_hidden or self.action_dim != V5_ACTION_DIM):
             raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
                              f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
@@ -625,6 +633,9 @@ class WorldModelConvFiLM(nn.Module):
             nn.init.zeros_(self.flow_head.bias)
             if cfg.flow_keys:   # W, A, S, D, jump: each key's own field, zero at init
                 self.key_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS), 2, cfg.height, cfg.width))
+            if cfg.flow_key_hold:   # ... and one per frames held
+                self.key_hold_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS) * cfg.key_hold_bins, 2,
+                                                              cfg.height, cfg.width))
         if cfg.fm_width:
             self.fm_head = FlowMatchingHead(cfg.latent_dim, C, cfg.fm_width)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head
@@ -863,7 +874,8 @@ class WorldModelConvFiLM(nn.Module):
             tops.append(out[0])
             hidden = list(out[1:])
             if cfg.flow_hidden:   # the state follows the content to where the next frame has it
-                flows.append(self.flow(out[0], None if flow_mask is None else flow_mask[:, t], actions[:, t]))
+                flows.append(self.flow(out[0], None if flow_mask is None else flow_mask[:, t], actions[:, t],
+                                       None if held is None else held[:, t]))
                 fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
                 hidden = [warp_by_flow(h.float(), flows[-1], cfg.flow_mode).to(h.dtype).contiguous(memory_format=fmt)
                           for h in hidden]
@@ -886,7 +898,7 @@ class WorldModelConvFiLM(nn.Module):
             if cfg.flow_warp:
                 flow = (torch.stack(flows, 1).flatten(0, 1) if flows else
                         self.flow(top.flatten(0, 1), None if flow_mask is None else flow_mask.flatten(0, 1),
-                                  actions.flatten(0, 1)))
+                                  actions.flatten(0, 1), None if held is None else held.flatten(0, 1)))
                 if rounding:
                     still, keys = (m[..., None, None, None] for m in camera_still_keys_down(actions))
                     flow, phase = self.round_flow(flow.view(B, T, *flow.shape[1:]), state.phase, still & keys,
@@ -938,14 +950,19 @@ class WorldModelConvFiLM(nn.Module):
             phase = (total - whole).detach() * rounded
         return torch.stack(out, 1).flatten(0, 1), phase
 
-    def flow(self, top, moving=None, actions=None):
+    def flow(self, top, moving=None, actions=None, held=None):
         """Top maps (N, C, H, W) -> the learned flow (N, 2, H, W) in cells (flow_warp > 0), float32; times
-        moving (N, 1, 1, 1), the flow_gate mask, when given. actions (N, A): the step's actions (flow_keys)."""
+        moving (N, 1, 1, 1), the flow_gate mask, when given. actions (N, A): the step's actions (flow_keys);
+        held (N, 7): key_hold_counts after the step (flow_key_hold)."""
+        cfg = self.config
         with torch.autocast(top.device.type, enabled=False):   # sub-cell positions: bf16 has 3 digits
             f = self.flow_head(top.float())
-            if self.config.flow_keys:
+            if cfg.flow_keys:
                 keys = actions[:, list(MOVEMENT_KEYS)].float()
                 f = f + torch.einsum('nk,kchw->nchw', keys, self.key_flow)
+            if cfg.flow_key_hold:   # the one-hot of frames held is all zero while a key is up
+                one = key_hold_features(held[:, :len(MOVEMENT_KEYS)], cfg.key_hold_bins)
+                f = f + torch.einsum('nk,kchw->nchw', one, self.key_hold_flow)
             f = self.config.flow_warp * torch.tanh(f)
         return f if moving is None else f * moving
 

@@ -80,6 +80,8 @@ LATENT_FLOW_TARGET = 0.0     # > 0: the flow also learns the pictures' own motio
                              # its median motion, and where the model cannot tell near from far that is none
 LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no movement key is down (model flow_gate)
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
+LATENT_FLOW_KEY_HOLD = False  # ... and one per key and frames held (needs KEY_HOLD_BINS; model flow_key_hold): a held
+                             # jump rises for ~4 frames, then falls; one field per key learns the mean, none
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -554,7 +556,7 @@ def latent_overrides(c, vq):
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_keys=c['LATENT_FLOW_KEYS'],
+                flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'], key_hold_bins=c['KEY_HOLD_BINS'],
                 flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                 flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                 fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -754,8 +756,8 @@ def main(argv):
         if cache.latent_dim != vq.embedding_dim:
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
-    elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_ROUND
-          or LATENT_FLOW_ROUND_SMOOTH):
+    elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
+          or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")
@@ -786,7 +788,8 @@ def main(argv):
 
     # optimiser: FiLM gets its own learning-rate multiplier
     film = [p for n, p in model.named_parameters() if n.startswith('film')]
-    flat = lambda n, p: p.dim() < 2 or n == 'key_flow'   # biases, norms and the keys' flow fields: no decay
+    flat = lambda n, p: p.dim() < 2 or n in ('key_flow', 'key_hold_flow')   # biases, norms, the keys' flow fields:
+                                                                           # no decay
     decay = [p for n, p in model.named_parameters() if not n.startswith('film') and not flat(n, p)]
     no_decay = [p for n, p in model.named_parameters() if not n.startswith('film') and flat(n, p)]
     groups = [dict(params=decay, weight_decay=WEIGHT_DECAY, lr_mult=1.0),

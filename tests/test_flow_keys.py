@@ -45,6 +45,48 @@ def test_flow_keys_needs_a_flow_and_the_15d_layout():
                          flow_keys=True)
 
 
+def test_a_held_key_moves_the_flow_by_its_field_for_the_frames_held_and_learns_it():
+    """flow_key_hold: jump held 1, 2, 3 frames adds its fields for bins 0, 1, 2 (beside jump's own field); a field
+    bins past the hold, or another key's, is not read; a state that says jump was already held 4 frames reads on
+    from bin 4; a loss on the second frame reaches that field alone."""
+    bins, jump = 4, 4
+    m = tiny_latent(flow_warp=1.0, flow_keys=True, key_hold_bins=bins, flow_key_hold=True)
+    g = torch.Generator().manual_seed(0)
+    tok, lat = torch.randint(0, K, (2, 3, H, W), generator=g), torch.randn(2, 3, D, H, W, generator=g)
+    base = flows(m, (jump,), lat, tok)
+    with torch.no_grad():
+        for b_, v in enumerate((0.3, -0.2, 0.1, 0.25)):
+            m.key_hold_flow[jump * bins + b_, 1].fill_(v)     # jump: vertical flow by frames held
+        m.key_hold_flow[0 * bins:1 * bins].fill_(0.4)          # W's fields: not read while W is up
+    f = flows(m, (jump,), lat, tok)
+    pre = torch.atanh(base[:, :, 1])                           # flow = tanh(head + fields) at flow_warp 1
+    for t, v in enumerate((0.3, -0.2, 0.1)):
+        assert torch.allclose(f[:, t, 1], torch.tanh(pre[:, t] + v), atol=1e-5)
+    assert torch.allclose(f[:, :, 0], base[:, :, 0])           # the horizontal part untouched
+    # a window that starts with jump already held 4 frames reads bin 3 (the last: 4 or more) at every step
+    held = torch.zeros(2, 7, dtype=torch.long)
+    held[:, jump] = 4
+    a = actions(2, 3, keys=(jump,))
+    f4 = m(tok, a, m.init_state(2, held=held), latents=lat, return_flow=True)[2]
+    fields = m.key_hold_flow.detach().clone()
+    with torch.no_grad():
+        m.key_hold_flow.zero_()
+        b4 = m(tok, a, m.init_state(2, held=held), latents=lat, return_flow=True)[2]
+        m.key_hold_flow.copy_(fields)
+    assert torch.allclose(f4[:, :, 1], torch.tanh(torch.atanh(b4[:, :, 1]) + 0.25), atol=1e-5)
+    m.zero_grad()
+    flows(m, (jump,), lat, tok)[:, 1].sum().backward()
+    grads = m.key_hold_flow.grad.abs().flatten(1).sum(1)
+    assert grads[jump * bins + 1] > 0 and (grads[torch.arange(len(grads)) != jump * bins + 1] == 0).all()
+
+
+def test_flow_key_hold_needs_the_key_fields_and_the_count():
+    with pytest.raises(ValueError, match='flow_key_hold'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, flow_keys=True, flow_key_hold=True)
+    with pytest.raises(ValueError, match='flow_key_hold'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, key_hold_bins=4, flow_key_hold=True)
+
+
 def test_evaluate_reports_each_keys_flow_one_step_from_the_start_states(latent_data):
     """evaluate.scripted_flow: W's field spreads the picture from the centre, S's draws it in, A has none; the
     summary tells them apart by the sign of the outward part."""

@@ -503,7 +503,8 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     run_train(latent_data, out, '--MAX_STEPS=40', '--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0',
               '--LATENT_AR_GRAD=True', '--LATENT_NOISE=0.1', '--LATENT_FLOW=0.5', '--LATENT_FLOW_MODE=bicubic',
               '--LATENT_SNAP=0.5', '--LATENT_SNAP_MOVING=0.0', '--LATENT_CARRY=1.0', '--LATENT_FLOW_ROUND=True',
-              '--KEY_HOLD_BINS=4', '--LATENT_FM=8', '--LATENT_FM_STEPS=2',
+              '--KEY_HOLD_BINS=4', '--LATENT_FLOW_KEYS=True', '--LATENT_FLOW_KEY_HOLD=True', '--LATENT_FM=8',
+              '--LATENT_FM_STEPS=2',
               "--MODEL_OVERRIDES={'embed_dim': 16, 'hidden_dim': 16, "
               "'n_layers': 2, 'dilations': (1, 2), 'film_dim': 16, 'attn_dim': 16, 'attn_heads': 2, "
               "'temporal_context': 4, 'idm_dim': 16, 'idm_hidden': 32}")
@@ -517,6 +518,9 @@ def test_train_and_evaluate_a_latent_model(latent_data, tmp_path, tmp_path_facto
     assert model.config.latent_dim == 8 and ck['train_config']['LATENTS'] is True and model.config.flow_warp == 0.5
     assert (model.config.flow_mode, model.config.latent_snap, model.config.latent_snap_moving) == ('bicubic', 0.5, 0.0)
     assert model.config.key_hold_bins == 4 == ck['train_config']['KEY_HOLD_BINS']
+    assert model.config.flow_keys and model.config.flow_key_hold
+    assert model.key_hold_flow.shape == (5 * 4, 2, model.config.height, model.config.width)
+    assert model.key_hold_flow.abs().sum() > 0           # the fields by frames held learned from the windows
     assert (model.config.fm_width, model.config.fm_steps, model.config.fm_temp) == (8, 2, 1.0)
     assert model.config.latent_carry == 1.0 and model.config.flow_round is True
     assert torch.equal(model.codebook, vq.quantizer.embed.float())
