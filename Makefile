@@ -66,9 +66,11 @@ $(DEMO)/eval/eval.json: $(DEMO)/wm/.done $(DEMO)/idm.pt
 		--threads 1 --open-loop-samples 8 --stability-samples 2 --cf-starts 4
 
 # What the experiments in experiments/README.md read (git-ignored, so a fresh clone rebuilds them):
-# the demo's 40 clips, a 12-minute demo tokenizer, an IDM on its decoded frames, and the clips
-# tokenized with latents (and the frames' optical flow, LATENT_FLOW_TARGET) at the bin edges every experiment
-# used. About 22 minutes on 2 cores.
+# the demo's 40 clips, the demo tokenizer trained for 5,498 steps (what its 12-minute limit reached on session 11's
+# machine; a step budget, not a time limit, so every machine builds the same recipe: an AVX2-only CPU reached 1,917
+# steps in the 12 minutes), an IDM on its decoded frames, and the clips tokenized with latents (and the frames'
+# optical flow, LATENT_FLOW_TARGET) at the bin edges every experiment used. About 22 minutes on session 11's 2 cores
+# (avx512); the AVX2-only pair trained the tokenizer at 2.8 steps/s, so there the 5,498 steps alone take ~33 minutes.
 EXP_VQ     := runs/vqvae_demo_check/vqvae.pt
 EXP_IDM    := runs/idm_demo_check/idm.pt
 EXP_TOKENS := runs/exp/tokens_lat/manifest.json
@@ -78,7 +80,7 @@ experiments-data: setup
 	$(MAKE) -j2 $(EXP_IDM) $(EXP_TOKENS)
 
 $(EXP_VQ): $(DATA)/.done config/vqvae_demo.py
-	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(dir $@)
+	$(PY) train_vqvae.py config/vqvae_demo.py --DATA_DIR=$(DATA) --OUT_DIR=$(dir $@) --MAX_STEPS=5498 --TIME_LIMIT_MIN=0
 
 $(EXP_IDM): $(DATA)/.done $(EXP_VQ)
 	$(PY) idm.py --data $(DATA) --vqvae $(EXP_VQ) --out $@ --threads 1

@@ -183,7 +183,8 @@ class WorldModelConfig:
     # with flow_keys and key_hold_bins, each key also gets a field per hold bin (frames held, as the FiLM reads it),
     # added to its own: a held jump lifts the view for ~4 frames, drops it, then bounces, so the key's one field
     # learns the mean of up and down (none). Through FiLM alone the flow followed the bounce at half its size and
-    # the rollouts did not rise (z6, item 37); a field per phase is a direct path from the count to the motion
+    # the rollouts did not rise (z6, item 37); a field per phase is a direct path from the count to the motion.
+    # Trained (zj, item 46) the fields took the bounce's shape at a sixth of its size and the model lost 3 columns
     flow_key_hold: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
@@ -963,7 +964,7 @@ class WorldModelConvFiLM(nn.Module):
             if cfg.flow_key_hold:   # the one-hot of frames held is all zero while a key is up
                 one = key_hold_features(held[:, :len(MOVEMENT_KEYS)], cfg.key_hold_bins)
                 f = f + torch.einsum('nk,kchw->nchw', one, self.key_hold_flow)
-            f = self.config.flow_warp * torch.tanh(f)
+            f = cfg.flow_warp * torch.tanh(f)
         return f if moving is None else f * moving
 
     def fm_sample(self, top, mean, steps=None, temp=None):

@@ -556,7 +556,8 @@ def latent_overrides(c, vq):
     return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
                 latent_carry=c['LATENT_CARRY'],
                 flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'], key_hold_bins=c['KEY_HOLD_BINS'],
+                flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
+                key_hold_bins=c['KEY_HOLD_BINS'],
                 flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                 flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                 fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
