@@ -46,9 +46,9 @@ def test_flow_keys_needs_a_flow_and_the_15d_layout():
 
 
 def test_a_held_key_moves_the_flow_by_its_field_for_the_frames_held_and_learns_it():
-    """flow_key_hold: jump held 1, 2, 3 frames adds its fields for bins 0, 1, 2 (beside jump's own field); a field
-    bins past the hold, or another key's, is not read; a state that says jump was already held 4 frames reads on
-    from bin 4; a loss on the second frame reaches that field alone."""
+    """flow_key_hold: jump held 1, 2, 3 frames adds its fields for bins 0, 1, 2 (beside jump's own field), not the
+    field of a bin it has not reached nor another key's; a state that says jump was already held 4 frames reads the
+    last bin (4 or more) at every step; a loss on the second frame reaches that frame's field alone."""
     bins, jump = 4, 4
     m = tiny_latent(flow_warp=1.0, flow_keys=True, key_hold_bins=bins, flow_key_hold=True)
     g = torch.Generator().manual_seed(0)
