@@ -86,12 +86,12 @@ def vq_for(cfg_name):
 def build(preset, device):
     """(train config, world model, VQ-VAE) for a train preset."""
     from model_convGru import PRESETS, WorldModelConvFiLM
-    from train import latent_overrides
+    from train import model_overrides
     cfg = script_config('train.py', preset)
     vq = vq_for('demo' if cfg['MODEL_PRESET'] == 'demo' else 'v216').to(device).eval()
     for p in vq.parameters():
         p.requires_grad_(False)
-    over = dict(cfg['MODEL_OVERRIDES'], codebook_size=vq.codebook_size, **latent_overrides(cfg, vq))
+    over = dict(cfg['MODEL_OVERRIDES'], codebook_size=vq.codebook_size, **model_overrides(cfg, vq))
     model = WorldModelConvFiLM(PRESETS[cfg['MODEL_PRESET']](**over)).to(device)
     if cfg['LATENTS']:
         D = vq.embedding_dim

@@ -549,18 +549,21 @@ def flow_blur(z):
     return F.avg_pool2d(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False), 3, 1, 1, count_include_pad=False)
 
 
-def latent_overrides(c, vq):
-    """The WorldModelConfig fields the LATENT* constants of config c set (none without LATENTS)."""
-    if not c['LATENTS']:
-        return {}
-    return dict(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'], latent_snap_moving=c['LATENT_SNAP_MOVING'],
-                latent_carry=c['LATENT_CARRY'],
-                flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
-                flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
-                key_hold_bins=c['KEY_HOLD_BINS'],
-                flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
-                flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
-                fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
+def model_overrides(c, vq):
+    """The WorldModelConfig fields config c's own constants set on top of MODEL_OVERRIDES: WARP_FILL, KEY_HOLD_BINS
+    (when > 0) and the LATENT* ones (none without LATENTS)."""
+    out = dict(warp_fill=c['WARP_FILL'])
+    if c['KEY_HOLD_BINS']:
+        out['key_hold_bins'] = c['KEY_HOLD_BINS']
+    if c['LATENTS']:
+        out.update(latent_dim=vq.embedding_dim, latent_snap=c['LATENT_SNAP'],
+                   latent_snap_moving=c['LATENT_SNAP_MOVING'], latent_carry=c['LATENT_CARRY'],
+                   flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
+                   flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
+                   flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
+                   flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
+                   fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
+    return out
 
 
 def latent_statistics(cache, starts, max_frames=2048):
@@ -766,12 +769,9 @@ def main(argv):
         raise ValueError(f"LATENT_CARRY={LATENT_CARRY} carries what the latent snap took off: it needs LATENTS=True")
     if LATENT_FM and LATENT_FM_WEIGHT <= 0:   # the head learns from its loss alone (and DDP waits on every parameter)
         raise ValueError(f"LATENT_FM={LATENT_FM} with LATENT_FM_WEIGHT={LATENT_FM_WEIGHT}: the head would never learn")
-    overrides.update(latent_overrides(cfg, vq))
-    if KEY_HOLD_BINS:
-        overrides['key_hold_bins'] = KEY_HOLD_BINS
+    overrides.update(model_overrides(cfg, vq))
     if vq.codebook_size != overrides['codebook_size']:
         raise ValueError(f"MODEL_OVERRIDES codebook_size {overrides['codebook_size']} != VQ-VAE's {vq.codebook_size}")
-    overrides['warp_fill'] = WARP_FILL
     if WARP_CALIBRATE:
         yaw_deg, pitch_deg = train_camera_degrees(DATA_DIR, manifest)
         overrides['warp_yaw_shift'], overrides['warp_pitch_shift'] = A.camera_warp_shifts(
