@@ -186,6 +186,11 @@ class WorldModelConfig:
     # the rollouts did not rise (z6, item 37); a field per phase is a direct path from the count to the motion.
     # Trained (zj, item 46) the fields took the bounce's shape at a sixth of its size and the model lost 3 columns
     flow_key_hold: bool = False
+    # with flow_key_hold, each key's field per hold bin is one shift (2,) for the whole map instead of a field per
+    # cell: a jump moves the whole view up then down, and a per-cell field learns from the few transitions a batch
+    # holds in each bin, mostly noise per cell (zj's took the bounce's shape at a sixth of its size); one shift per
+    # bin averages every cell's pull
+    flow_key_hold_pool: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
@@ -295,6 +300,9 @@ class WorldModelConfig:
         if self.flow_key_hold and not (self.flow_keys and self.key_hold_bins):
             raise ValueError("flow_key_hold gives each key's flow field one per hold bin: it needs flow_keys and "
                              "key_hold_bins > 0")
+        if self.flow_key_hold_pool and not self.flow_key_hold:
+            raise ValueError("flow_key_hold_pool makes flow_key_hold's per-bin fields one shift each: it needs "
+                             "flow_key_hold")
         if self.flow_round and (self.flow_hidden or self.action_dim != V5_ACTION_DIM):
             raise ValueError(f"flow_round moves the fed-back latent by whole cells while the 15-D layout's camera or "
                              f"keys move (action_dim={self.action_dim}); flow_hidden warps the hidden maps inside the "
@@ -634,9 +642,9 @@ class WorldModelConvFiLM(nn.Module):
             nn.init.zeros_(self.flow_head.bias)
             if cfg.flow_keys:   # W, A, S, D, jump: each key's own field, zero at init
                 self.key_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS), 2, cfg.height, cfg.width))
-            if cfg.flow_key_hold:   # ... and one per frames held
-                self.key_hold_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS) * cfg.key_hold_bins, 2,
-                                                              cfg.height, cfg.width))
+            if cfg.flow_key_hold:   # ... and one per frames held (one shift for the map with flow_key_hold_pool)
+                size = (1, 1) if cfg.flow_key_hold_pool else (cfg.height, cfg.width)
+                self.key_hold_flow = nn.Parameter(torch.zeros(len(MOVEMENT_KEYS) * cfg.key_hold_bins, 2, *size))
         if cfg.fm_width:
             self.fm_head = FlowMatchingHead(cfg.latent_dim, C, cfg.fm_width)
         if cfg.copy_gate:   # starts at p(current token) = 1/2 with the zero-init head

@@ -82,6 +82,8 @@ LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no 
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
 LATENT_FLOW_KEY_HOLD = False  # ... and one per key and frames held (needs KEY_HOLD_BINS; model flow_key_hold): a held
                              # jump rises for ~4 frames, then falls; one field per key learns the mean, none
+LATENT_FLOW_KEY_HOLD_POOL = False  # ... each of those one shift for the whole map, not a field per cell (model
+                             # flow_key_hold_pool): a per-cell field learned zj's bounce at a sixth of its size
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -560,6 +562,7 @@ def model_overrides(c, vq):
                    latent_snap_moving=c['LATENT_SNAP_MOVING'], latent_carry=c['LATENT_CARRY'],
                    flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
                    flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
+                   flow_key_hold_pool=c['LATENT_FLOW_KEY_HOLD_POOL'],
                    flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                    flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                    fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -761,7 +764,7 @@ def main(argv):
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
-          or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
+          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")

@@ -45,12 +45,15 @@ def test_flow_keys_needs_a_flow_and_the_15d_layout():
                          flow_keys=True)
 
 
-def test_a_held_key_moves_the_flow_by_its_field_for_the_frames_held_and_learns_it():
+@pytest.mark.parametrize('pool', [False, True])
+def test_a_held_key_moves_the_flow_by_its_field_for_the_frames_held_and_learns_it(pool):
     """flow_key_hold: jump held 1, 2, 3 frames adds its fields for bins 0, 1, 2 (beside jump's own field), not the
     field of a bin it has not reached nor another key's; a state that says jump was already held 4 frames reads the
-    last bin (4 or more) at every step; a loss on the second frame reaches that frame's field alone."""
+    last bin (4 or more) at every step; a loss on the second frame reaches that frame's field alone. With
+    flow_key_hold_pool each field is one shift (2,) for the whole map, learned from every cell."""
     bins, jump = 4, 4
-    m = tiny_latent(flow_warp=1.0, flow_keys=True, key_hold_bins=bins, flow_key_hold=True)
+    m = tiny_latent(flow_warp=1.0, flow_keys=True, key_hold_bins=bins, flow_key_hold=True, flow_key_hold_pool=pool)
+    assert m.key_hold_flow.shape == ((5 * bins, 2, 1, 1) if pool else (5 * bins, 2, H, W))
     g = torch.Generator().manual_seed(0)
     tok, lat = torch.randint(0, K, (2, 3, H, W), generator=g), torch.randn(2, 3, D, H, W, generator=g)
     base = flows(m, (jump,), lat, tok)
@@ -78,6 +81,10 @@ def test_a_held_key_moves_the_flow_by_its_field_for_the_frames_held_and_learns_i
     flows(m, (jump,), lat, tok)[:, 1].sum().backward()
     grads = m.key_hold_flow.grad.abs().flatten(1).sum(1)
     assert grads[jump * bins + 1] > 0 and (grads[torch.arange(len(grads)) != jump * bins + 1] == 0).all()
+    if pool:   # one cell's loss moves the one shift of the whole map
+        m.zero_grad()
+        flows(m, (jump,), lat, tok)[:, 1, 1, 0, 0].sum().backward()
+        assert m.key_hold_flow.grad[jump * bins + 1, 1].abs().item() > 0
 
 
 def test_flow_key_hold_needs_the_key_fields_and_the_count():
@@ -85,6 +92,9 @@ def test_flow_key_hold_needs_the_key_fields_and_the_count():
         WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, flow_keys=True, flow_key_hold=True)
     with pytest.raises(ValueError, match='flow_key_hold'):
         WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, key_hold_bins=4, flow_key_hold=True)
+    with pytest.raises(ValueError, match='flow_key_hold_pool'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, flow_keys=True, key_hold_bins=4,
+                         flow_key_hold_pool=True)
 
 
 def test_evaluate_reports_each_keys_flow_one_step_from_the_start_states(latent_data):
