@@ -191,6 +191,13 @@ class WorldModelConfig:
     # holds in each bin, mostly noise per cell (zj's took the bounce's shape at a sixth of its size); one shift per
     # bin averages every cell's pull
     flow_key_hold_pool: bool = False
+    # with flow_keys, on a walking transition (a movement key down, the camera still) the flow is the down keys'
+    # fields alone, learned only from the pictures' own motion (train.py LATENT_FLOW_TARGET), not from the latent
+    # losses: the geometry of a walk, not the latent's. Trained by the latents, the flow of a walk shrinks to what
+    # the tokenizer's re-coding pays for (z3r / zk: S's flow -0.03 cells a step at the edges, the truth's -0.2), and
+    # the rollouts, moved by whole cells, move their pictures about half the flow (item 44); the head still moves
+    # turns and looks
+    flow_walk_keys: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
@@ -300,6 +307,9 @@ class WorldModelConfig:
         if self.flow_key_hold and not (self.flow_keys and self.key_hold_bins):
             raise ValueError("flow_key_hold gives each key's flow field one per hold bin: it needs flow_keys and "
                              "key_hold_bins > 0")
+        if self.flow_walk_keys and (not self.flow_keys or self.flow_key_hold):
+            raise ValueError("flow_walk_keys moves a walk by the keys' own fields: it needs flow_keys (and not "
+                             "flow_key_hold)")
         if self.flow_key_hold_pool and not self.flow_key_hold:
             raise ValueError("flow_key_hold_pool makes flow_key_hold's per-bin fields one shift each: it needs "
                              "flow_key_hold")
@@ -968,12 +978,22 @@ class WorldModelConvFiLM(nn.Module):
             f = self.flow_head(top.float())
             if cfg.flow_keys:
                 keys = actions[:, list(MOVEMENT_KEYS)].float()
-                f = f + torch.einsum('nk,kchw->nchw', keys, self.key_flow)
+                fields = torch.einsum('nk,kchw->nchw', keys, self.key_flow)
+                f = f + fields
+                if cfg.flow_walk_keys:   # the latent losses do not reach the fields (walk_flow teaches them)
+                    walk = walking_actions(actions)[:, None, None, None]
+                    f = torch.where(walk, fields.detach(), f)
             if cfg.flow_key_hold:   # the one-hot of frames held is all zero while a key is up
                 one = key_hold_features(held[:, :len(MOVEMENT_KEYS)], cfg.key_hold_bins)
                 f = f + torch.einsum('nk,kchw->nchw', one, self.key_hold_flow)
             f = cfg.flow_warp * torch.tanh(f)
         return f if moving is None else f * moving
+
+    def walk_flow(self, actions):
+        """(..., A) actions -> (..., 2, H, W) float32: the down movement keys' own fields, flow_warp * tanh of their
+        sum; with flow_walk_keys the flow of a walking transition, and the path its target loss teaches."""
+        keys = actions[..., list(MOVEMENT_KEYS)].float()
+        return self.config.flow_warp * torch.tanh(torch.einsum('...k,kchw->...chw', keys, self.key_flow))
 
     def fm_sample(self, top, mean, steps=None, temp=None):
         """A sample (N, D, H, W) of the next latent minus the mean prediction mean (N, D, H, W, normalised), given

@@ -82,6 +82,8 @@ LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no 
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
 LATENT_FLOW_KEY_HOLD = False  # ... and one per key and frames held (needs KEY_HOLD_BINS; model flow_key_hold): a held
                              # jump rises for ~4 frames, then falls; one field per key learns the mean, none
+LATENT_FLOW_WALK_KEYS = False  # a walk (key down, camera still) is moved by the keys' fields alone, taught only by
+                             # LATENT_FLOW_TARGET (model flow_walk_keys): the latent losses shrink a walk's flow
 LATENT_FLOW_KEY_HOLD_POOL = False  # ... each of those one shift for the whole map, not a field per cell (model
                              # flow_key_hold_pool): a per-cell field learned zj's bounce at a sixth of its size
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
@@ -324,7 +326,9 @@ class WindowLoss(torch.nn.Module):
         if flow_loss:   # the flow alone: the (camera-warped) input moved by it against the next latent, blurred
             nxt = model.normalise_latent(latents[:, 1:tf_len + 1]).flatten(0, 1)
             flow_mse = (flow_blur(moved.flatten(0, 1)) - flow_blur(nxt)).pow(2).mean()
-        if flow_sup:
+        if flow_sup:   # flow_walk_keys: a walk's flow is the keys' fields, taught here alone
+            if cfg.flow_walk_keys:
+                flow = model.walk_flow(actions[:, :tf_len])
             flow_err = flow_target_error(flow, flow_target[:, :tf_len], actions[:, :tf_len], cfg.flow_warp)
         all_logits, tops = [logits], [top]
         prev, cur = logits[:, -1], inp[:, -1]
@@ -562,7 +566,7 @@ def model_overrides(c, vq):
                    latent_snap_moving=c['LATENT_SNAP_MOVING'], latent_carry=c['LATENT_CARRY'],
                    flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
                    flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
-                   flow_key_hold_pool=c['LATENT_FLOW_KEY_HOLD_POOL'],
+                   flow_key_hold_pool=c['LATENT_FLOW_KEY_HOLD_POOL'], flow_walk_keys=c['LATENT_FLOW_WALK_KEYS'],
                    flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                    flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                    fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -741,6 +745,9 @@ def main(argv):
         whole = window_means(~A.time_reversible(cache.actions), train_set.starts, frames) == 0
         log(f"TIME_REVERSE={TIME_REVERSE}: {whole.mean():.0%} "
             f"of the train windows have no jump or sprint and can be played backwards")
+    if LATENT_FLOW_WALK_KEYS and not LATENT_FLOW_TARGET:
+        raise ValueError("LATENT_FLOW_WALK_KEYS: the keys' fields that move a walk learn from LATENT_FLOW_TARGET alone: "
+                         "it needs LATENT_FLOW_TARGET > 0")
     if LATENT_FLOW_TARGET and not LATENT_FLOW:
         raise ValueError(f"LATENT_FLOW_TARGET={LATENT_FLOW_TARGET} teaches the learned flow: it needs LATENT_FLOW > 0")
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
@@ -764,7 +771,7 @@ def main(argv):
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
-          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
+          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")

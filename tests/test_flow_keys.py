@@ -97,6 +97,36 @@ def test_flow_key_hold_needs_the_key_fields_and_the_count():
                          flow_key_hold_pool=True)
 
 
+def test_a_walk_is_moved_by_the_keys_fields_alone_and_they_learn_from_the_target_only():
+    """flow_walk_keys: on a walking transition (W down, camera still) the flow is W's field alone, whatever the head
+    says; on a turn with W down it is the head plus the field, as without the switch. The latent losses, which reach
+    the model through its flow, do not reach the fields on a walk; walk_flow, the target loss's path, does."""
+    m = tiny_latent(flow_warp=1.0, flow_keys=True, flow_walk_keys=True)
+    g = torch.Generator().manual_seed(0)
+    tok, lat = torch.randint(0, K, (2, 3, H, W), generator=g), torch.randn(2, 3, D, H, W, generator=g)
+    with torch.no_grad():
+        m.flow_head.bias.fill_(0.3)       # the head alone would move everything
+        m.key_flow[0, 0].fill_(0.5)       # W: content right
+    walk, turn = actions(2, 3, keys=(0,)), actions(2, 3, yaw=0, keys=(0,))
+    fw = m(tok, walk, latents=lat, return_flow=True)[2]
+    assert torch.allclose(fw, m.walk_flow(walk)) and torch.allclose(fw[:, :, 0], torch.tanh(torch.tensor(0.5)))
+    assert torch.allclose(fw[:, :, 1], torch.zeros(()))
+    ft = m(tok, turn, latents=lat, return_flow=True)[2]
+    plain = tiny_latent(flow_warp=1.0, flow_keys=True)
+    plain.load_state_dict(m.state_dict())
+    assert torch.allclose(ft, plain(tok, turn, latents=lat, return_flow=True)[2])
+    assert not torch.allclose(ft, m.walk_flow(turn))
+    m.zero_grad()
+    m(tok, walk, latents=lat, return_flow=True)[2].sum().backward()
+    assert m.key_flow.grad is None or not m.key_flow.grad.any()
+    m.zero_grad()
+    m.walk_flow(walk).sum().backward()
+    grads = m.key_flow.grad.abs().flatten(1).sum(1)
+    assert grads[0] > 0 and (grads[1:] == 0).all()
+    with pytest.raises(ValueError, match='flow_walk_keys'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, flow_walk_keys=True)
+
+
 def test_evaluate_reports_each_keys_flow_one_step_from_the_start_states(latent_data):
     """evaluate.scripted_flow: W's field spreads the picture from the centre, S's draws it in, A has none; the
     summary tells them apart by the sign of the outward part."""

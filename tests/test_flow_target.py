@@ -143,11 +143,14 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
     out = tmp_path / 'run'
     lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
            '--LATENT_FLOW_GATE=True']
-    run_train(flow_data, out, '--MAX_STEPS=12', *lat, '--LATENT_FLOW_TARGET=2.0')
+    # walks moved by the keys' fields alone (LATENT_FLOW_WALK_KEYS), which learn from the target only
+    run_train(flow_data, out, '--MAX_STEPS=12', *lat, '--LATENT_FLOW_TARGET=2.0', '--LATENT_FLOW_KEYS=True',
+              '--LATENT_FLOW_WALK_KEYS=True')
     err = [r['train/flow_target_mse'] for r in metrics(out) if 'train/flow_target_mse' in r]
     assert len(err) == 12 and np.isfinite(err).all() and max(err) > 0   # every step has walks in its batch
     ck = torch.load(out / 'ckpt_0000012.pt', weights_only=False)
-    assert ck['train_config']['LATENT_FLOW_TARGET'] == 2.0
+    assert ck['train_config']['LATENT_FLOW_TARGET'] == 2.0 and ck['config']['flow_walk_keys']
+    assert ck['model']['key_flow'].abs().amax() > 0                       # the fields learned from the target
     # evaluate.py puts the pictures' own flow beside the learned one, per kind of transition, on the same windows
     res = E.main(['--ckpt', str(out), '--data', flow_data['data'], '--idm', shared_idm(tmp_path_factory)['path'],
                   '--out', str(tmp_path / 'eval'), '--quick', '--device', 'cpu'])
@@ -156,3 +159,6 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
     assert true['camera']['abs'] > 0.2 and learned != true
     with pytest.raises(AssertionError, match='LATENT_FLOW_TARGET'):   # the flow it teaches must exist
         run_train(flow_data, tmp_path / 'bad', '--MAX_STEPS=2', '--LATENTS=True', '--LATENT_FLOW_TARGET=1.0')
+    with pytest.raises(AssertionError, match='LATENT_FLOW_WALK_KEYS'):   # ... and the fields need the target
+        run_train(flow_data, tmp_path / 'bad2', '--MAX_STEPS=2', *lat, '--LATENT_FLOW_KEYS=True',
+                  '--LATENT_FLOW_WALK_KEYS=True')
