@@ -19,8 +19,11 @@ WM_MINUTES ?= 7
 
 setup: .venv/.installed
 
+# One single-threaded pytest worker per core (pytest-xdist); a test file stays on one worker, so its
+# module fixtures are built once.
+TEST_WORKERS ?= 2
 test: setup
-	WANDB_MODE=disabled SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(PY) -m pytest tests
+	WANDB_MODE=disabled SDL_VIDEODRIVER=dummy OMP_NUM_THREADS=1 $(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 # The demo, stage by stage. Each stage is a file target: it runs only when its output is
 # missing or older than what it is made from, so a second `make demo` is quick.
