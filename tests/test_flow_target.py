@@ -2,6 +2,7 @@
 that teaches a latent model's learned flow to move as the pictures do."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -162,3 +163,36 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
     with pytest.raises(AssertionError, match='LATENT_FLOW_WALK_KEYS'):   # ... and the fields need the target
         run_train(flow_data, tmp_path / 'bad2', '--MAX_STEPS=2', *lat, '--LATENT_FLOW_KEYS=True',
                   '--LATENT_FLOW_WALK_KEYS=True')
+
+
+def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow_data):
+    """experiments/walk_fields.py: per cell, the fit is the reliability-weighted least squares of the optical flow on
+    the five keys over the train walks (checked against numpy's lstsq on two cells); describe() reads a field that
+    points away from the centre as outward and one that points right as dx > 0."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
+    import walk_fields
+    from model_convGru import MOVEMENT_KEYS, walking_actions
+    cache = TokenCache(flow_data['data'])
+    fields, n = walk_fields.fit_walk_fields(cache, ridge=1e-9)
+    assert fields.shape == (5, 2, 18, 32) and n > 0
+    rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
+                           for c in cache.clips if c['split'] == 'train'])
+    act = np.asarray(cache.actions[rows], dtype=np.float32)
+    rows = rows[walking_actions(torch.from_numpy(act)).numpy()]
+    x = (act[walking_actions(torch.from_numpy(act)).numpy()][:, list(MOVEMENT_KEYS)] > 0.5).astype(np.float64)
+    used = x.any(0)                      # a key never down in these clips has no fit (the ridge leaves it 0)
+    big = np.unravel_index(np.abs(fields[used]).max((0, 1)).argmax(), (18, 32))   # the cell that moves most
+    assert np.abs(fields[used]).max() > 0.05
+    for (h, w) in ((9, 16), tuple(int(i) for i in big)):
+        f = np.asarray(cache.flow[rows, :, h, w], dtype=np.float64)
+        sw = np.sqrt(f[:, 2])
+        for c in range(2):
+            ref = np.linalg.lstsq(x[:, used] * sw[:, None], f[:, c] * sw, rcond=None)[0]
+            np.testing.assert_allclose(fields[used, c, h, w], ref, atol=1e-6)
+    H, W = 18, 32
+    ys, xs = np.meshgrid(np.arange(H) - (H - 1) / 2, np.arange(W) - (W - 1) / 2, indexing='ij')
+    radial = np.zeros((5, 2, H, W))
+    radial[0] = 0.1 * np.stack([xs, ys]) / np.hypot(xs, ys)     # W: outward 0.1
+    radial[1, 0] = 0.2                                          # A: content right
+    lines = walk_fields.describe(radial)
+    assert 'outward +0.100' in lines[0] and 'dx +0.200' in lines[1] and 'outward +0.000' in lines[2]
