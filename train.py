@@ -82,10 +82,10 @@ LATENT_FLOW_GATE = False     # the flow is zero when the camera is still and no 
 LATENT_FLOW_KEYS = False     # a learned field per movement key added to the flow while it is down (model flow_keys)
 LATENT_FLOW_KEY_HOLD = False  # ... and one per key and frames held (needs KEY_HOLD_BINS; model flow_key_hold): a held
                              # jump rises for ~4 frames, then falls; one field per key learns the mean, none
-LATENT_FLOW_WALK_KEYS = False  # a walk (key down, camera still) is moved by the keys' fields alone, taught only by
-                             # LATENT_FLOW_TARGET (model flow_walk_keys): the latent losses shrink a walk's flow
 LATENT_FLOW_KEY_HOLD_POOL = False  # ... each of those one shift for the whole map, not a field per cell (model
                              # flow_key_hold_pool): a per-cell field learned zj's bounce at a sixth of its size
+LATENT_FLOW_WALK_KEYS = False  # a walk (key down, camera still) is moved by the keys' fields alone, taught only by
+                             # LATENT_FLOW_TARGET (model flow_walk_keys): the latent losses shrink a walk's flow
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
