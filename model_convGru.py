@@ -977,8 +977,7 @@ class WorldModelConvFiLM(nn.Module):
         with torch.autocast(top.device.type, enabled=False):   # sub-cell positions: bf16 has 3 digits
             f = self.flow_head(top.float())
             if cfg.flow_keys:
-                keys = actions[:, list(MOVEMENT_KEYS)].float()
-                fields = torch.einsum('nk,kchw->nchw', keys, self.key_flow)
+                fields = self.key_fields(actions)
                 f = f + fields
                 if cfg.flow_walk_keys:   # the latent losses do not reach the fields (walk_flow teaches them)
                     walk = walking_actions(actions)[:, None, None, None]
@@ -989,11 +988,15 @@ class WorldModelConvFiLM(nn.Module):
             f = cfg.flow_warp * torch.tanh(f)
         return f if moving is None else f * moving
 
+    def key_fields(self, actions):
+        """(..., A) actions -> (..., 2, H, W) float32: the sum of the down movement keys' fields (flow_keys), before
+        the flow's tanh."""
+        return torch.einsum('...k,kchw->...chw', actions[..., list(MOVEMENT_KEYS)].float(), self.key_flow)
+
     def walk_flow(self, actions):
         """(..., A) actions -> (..., 2, H, W) float32: the down movement keys' own fields, flow_warp * tanh of their
         sum; with flow_walk_keys the flow of a walking transition, and the path its target loss teaches."""
-        keys = actions[..., list(MOVEMENT_KEYS)].float()
-        return self.config.flow_warp * torch.tanh(torch.einsum('...k,kchw->...chw', keys, self.key_flow))
+        return self.config.flow_warp * torch.tanh(self.key_fields(actions))
 
     def fm_sample(self, top, mean, steps=None, temp=None):
         """A sample (N, D, H, W) of the next latent minus the mean prediction mean (N, D, H, W, normalised), given

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import actions as A  # noqa: E402
 from atomicio import atomic_torch_save  # noqa: E402
 from inference import resolve_checkpoint  # noqa: E402
-from model_convGru import MOVEMENT_KEYS, walking_actions  # noqa: E402
+from model_convGru import MOVEMENT_KEYS  # noqa: E402
 from tokendata import TokenCache  # noqa: E402
 
 KEYS = 'W A S D jump'.split()
@@ -33,9 +34,10 @@ def fit_walk_fields(cache, ridge=1e-3):
         raise ValueError(f"{cache.dir}: no optical flow (preprocess.py --flow)")
     rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
                            for c in cache.clips if c['split'] == 'train'])
-    act = np.asarray(cache.actions[rows], dtype=np.float32)
-    rows = rows[walking_actions(torch.from_numpy(act)).numpy()]
-    x = (np.asarray(cache.actions[rows])[:, list(MOVEMENT_KEYS)] > 0.5).astype(np.float64)     # (N, 5)
+    act = np.asarray(cache.actions[rows])
+    walk = A.isolated_movement(act)
+    rows = rows[walk]
+    x = (act[walk][:, list(MOVEMENT_KEYS)] > 0.5).astype(np.float64)                            # (N, 5)
     flow = np.asarray(cache.flow[rows], dtype=np.float64)                                      # (N, 3, H, W)
     w = flow[:, 2]
     gram = np.einsum('nk,nhw,nl->hwkl', x, w, x) + ridge * np.eye(x.shape[1])

@@ -178,8 +178,10 @@ def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow
     rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
                            for c in cache.clips if c['split'] == 'train'])
     act = np.asarray(cache.actions[rows], dtype=np.float32)
-    rows = rows[walking_actions(torch.from_numpy(act)).numpy()]
-    x = (act[walking_actions(torch.from_numpy(act)).numpy()][:, list(MOVEMENT_KEYS)] > 0.5).astype(np.float64)
+    walk = walking_actions(torch.from_numpy(act)).numpy()   # the model's own test of a walk, in torch
+    rows = rows[walk]
+    assert n == len(rows)
+    x = (act[walk][:, list(MOVEMENT_KEYS)] > 0.5).astype(np.float64)
     used = x.any(0)                      # a key never down in these clips has no fit (the ridge leaves it 0)
     big = np.unravel_index(np.abs(fields[used]).max((0, 1)).argmax(), (18, 32))   # the cell that moves most
     assert np.abs(fields[used]).max() > 0.05
