@@ -55,6 +55,7 @@ FLOW_MODES = ('bilinear', 'bicubic')
 
 
 MOVEMENT_KEYS = (8, 9, 10, 11, 12)   # W, A, S, D and jump in the 15-D layout (actions.V5_NAMES)
+FLOW_REACH = 0.95   # a flow target or fit is clipped to this share of flow_warp: the flow's tanh reaches 1 nowhere
 
 
 def camera_still_keys_down(actions):
@@ -997,6 +998,14 @@ class WorldModelConvFiLM(nn.Module):
         """(..., A) actions -> (..., 2, H, W) float32: the down movement keys' own fields, flow_warp * tanh of their
         sum; with flow_walk_keys the flow of a walking transition, and the path its target loss teaches."""
         return self.config.flow_warp * torch.tanh(self.key_fields(actions))
+
+    @torch.no_grad()
+    def set_key_fields(self, flow):
+        """Set the keys' fields (flow_keys) so that each key alone moves as flow (K, 2, H, W) in cells a step
+        (opticalflow.fit_walk_fields), clipped inside the tanh's reach as the flow target is."""
+        warp = self.config.flow_warp
+        flow = torch.as_tensor(flow, dtype=torch.float32, device=self.key_flow.device)
+        self.key_flow.copy_(torch.atanh(flow.clamp(-FLOW_REACH * warp, FLOW_REACH * warp) / warp))
 
     def fm_sample(self, top, mean, steps=None, temp=None):
         """A sample (N, D, H, W) of the next latent minus the mean prediction mean (N, D, H, W, normalised), given

@@ -55,3 +55,27 @@ def cell_flow(frames, grid):
         out[t, 1] = mean[..., 1] / ch
         out[t, 2] = n_ok / (ch * cw)
     return out
+
+
+def fit_walk_fields(cache, keys, ridge=1e-3, chunk=4096):
+    """The movement keys' mean motion per token cell, fitted from the stored flow: over the train transitions with a
+    movement key down and the camera still (actions.isolated_movement: there the keys explain the whole change), per
+    cell, the reliability-weighted least squares of the flow (dx, dy) on which of the key columns `keys` are down.
+    Returns ((len(keys), 2, H, W) float64, the number of transitions). The rows are read `chunk` at a time: a GF
+    cache has ~10^5 walks."""
+    import actions as A
+    if not cache.has_flow:
+        raise ValueError(f"{cache.dir}: no optical flow (preprocess.py --flow)")
+    rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
+                           for c in cache.clips if c['split'] == 'train'])
+    act = np.asarray(cache.actions[rows])
+    walk = A.isolated_movement(act)
+    rows, x = rows[walk], (act[walk][:, list(keys)] > 0.5).astype(np.float64)            # (N, K)
+    H, W = cache.flow.shape[-2:]
+    gram, rhs = np.zeros((H, W, len(keys), len(keys))), np.zeros((2, H, W, len(keys)))
+    for i in range(0, len(rows), chunk):
+        xs, f = x[i:i + chunk], np.asarray(cache.flow[rows[i:i + chunk]], dtype=np.float64)   # (n, 3, H, W)
+        gram += np.einsum('nk,nhw,nl->hwkl', xs, f[:, 2], xs)
+        rhs += np.einsum('nk,nhw,nchw->chwk', xs, f[:, 2], f[:, :2])
+    fields = np.linalg.solve(gram + ridge * np.eye(len(keys)), rhs[..., None])[..., 0]    # (2, H, W, K)
+    return fields.transpose(3, 0, 1, 2), len(rows)

@@ -86,6 +86,10 @@ LATENT_FLOW_KEY_HOLD_POOL = False  # ... each of those one shift for the whole m
                              # flow_key_hold_pool): a per-cell field learned zj's bounce at a sixth of its size
 LATENT_FLOW_WALK_KEYS = False  # a walk (key down, camera still) is moved by the keys' fields alone, taught only by
                              # LATENT_FLOW_TARGET (model flow_walk_keys): the latent losses shrink a walk's flow
+LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's own mean walk per cell and frozen
+                             # (opticalflow.fit_walk_fields: the stored optical flow regressed on the keys; needs
+                             # preprocess.py --flow, not LATENT_FLOW_TARGET): zm's learned fields reached 60-75% of
+                             # that fit in 60 minutes, and its weights with the fit followed best (zm_fit_fields)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -177,8 +181,8 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
-from model_convGru import (PRESETS, WorldModelConvFiLM, flow_matching_loss, idm_loss, load_world_model,  # noqa: E402
-                           save_world_model, walking_actions)
+from model_convGru import (FLOW_REACH, MOVEMENT_KEYS, PRESETS, WorldModelConvFiLM, flow_matching_loss,  # noqa: E402
+                           idm_loss, load_world_model, save_world_model, walking_actions)
 from rollout import (amp_dtype, autocast, carry_out, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -543,7 +547,7 @@ def flow_target_error(flow, target, actions, flow_warp):
     graph, without a walk."""
     target = target.float()
     w = target[:, :, 2:] * walking_actions(actions)[..., None, None, None].float()      # (B, T, 1, H, W)
-    lim = 0.95 * flow_warp
+    lim = FLOW_REACH * flow_warp
     err = (flow.float() - target[:, :, :2].clamp(-lim, lim)).pow(2) * w
     return err.sum() / (2 * w.sum()).clamp(min=1.0)
 
@@ -745,9 +749,11 @@ def main(argv):
         whole = window_means(~A.time_reversible(cache.actions), train_set.starts, frames) == 0
         log(f"TIME_REVERSE={TIME_REVERSE}: {whole.mean():.0%} "
             f"of the train windows have no jump or sprint and can be played backwards")
-    if LATENT_FLOW_WALK_KEYS and not LATENT_FLOW_TARGET:
+    if LATENT_FLOW_WALK_KEYS and not (LATENT_FLOW_TARGET or LATENT_FLOW_WALK_FIT):
         raise ValueError("LATENT_FLOW_WALK_KEYS: the keys' fields that move a walk learn from LATENT_FLOW_TARGET alone: "
-                         "it needs LATENT_FLOW_TARGET > 0")
+                         "it needs LATENT_FLOW_TARGET > 0 (or the fields fitted: LATENT_FLOW_WALK_FIT)")
+    if LATENT_FLOW_WALK_FIT and not LATENT_FLOW_WALK_KEYS:
+        raise ValueError("LATENT_FLOW_WALK_FIT fits the fields that move a walk: it needs LATENT_FLOW_WALK_KEYS")
     if LATENT_FLOW_TARGET and not LATENT_FLOW:
         raise ValueError(f"LATENT_FLOW_TARGET={LATENT_FLOW_TARGET} teaches the learned flow: it needs LATENT_FLOW > 0")
     with open(os.path.join(DATA_DIR, 'manifest.json')) as f:
@@ -796,13 +802,22 @@ def main(argv):
     if LATENTS:   # the code vectors and the training latents' per-channel statistics (resume reloads them)
         mean, std = latent_statistics(cache, train_set.starts)
         model.set_latent_space(vq.quantizer.embed.float(), mean.to(device), std.to(device))
+    if LATENT_FLOW_WALK_FIT:   # fixed from the start (resume reloads the same values)
+        from opticalflow import fit_walk_fields
+        fields, n_walks = fit_walk_fields(cache, MOVEMENT_KEYS)
+        model.set_key_fields(fields)
+        model.key_flow.requires_grad_(False)
+        size = ' '.join(f'{v:.3f}' for v in np.hypot(fields[:, 0], fields[:, 1]).mean((1, 2)))
+        log(f"LATENT_FLOW_WALK_FIT: the keys' fields fitted to the optical flow of {n_walks} train walks and frozen "
+            f"(mean |flow| of W A S D jump: {size} cells a step)")
 
     # optimiser: FiLM gets its own learning-rate multiplier
-    film = [p for n, p in model.named_parameters() if n.startswith('film')]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]   # not the frozen ones
+    film = [p for n, p in params if n.startswith('film')]
     flat = lambda n, p: p.dim() < 2 or n in ('key_flow', 'key_hold_flow')   # biases, norms, the keys' flow fields:
                                                                            # no decay
-    decay = [p for n, p in model.named_parameters() if not n.startswith('film') and not flat(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if not n.startswith('film') and flat(n, p)]
+    decay = [p for n, p in params if not n.startswith('film') and not flat(n, p)]
+    no_decay = [p for n, p in params if not n.startswith('film') and flat(n, p)]
     groups = [dict(params=decay, weight_decay=WEIGHT_DECAY, lr_mult=1.0),
               dict(params=no_decay, weight_decay=0.0, lr_mult=1.0),
               dict(params=film, weight_decay=WEIGHT_DECAY, lr_mult=FILM_LR_MULT)]

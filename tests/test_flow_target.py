@@ -166,14 +166,14 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
 
 
 def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow_data):
-    """experiments/walk_fields.py: per cell, the fit is the reliability-weighted least squares of the optical flow on
-    the five keys over the train walks (checked against numpy's lstsq on two cells); describe() reads a field that
+    """opticalflow.fit_walk_fields (experiments/walk_fields.py): per cell, the fit is the reliability-weighted least
+    squares of the optical flow on the five keys over the train walks (checked against numpy's lstsq on two cells); describe() reads a field that
     points away from the centre as outward and one that points right as dx > 0."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
     import walk_fields
     from model_convGru import MOVEMENT_KEYS, walking_actions
     cache = TokenCache(flow_data['data'])
-    fields, n = walk_fields.fit_walk_fields(cache, ridge=1e-9)
+    fields, n = opticalflow.fit_walk_fields(cache, MOVEMENT_KEYS, ridge=1e-9, chunk=7)   # chunks add up
     assert fields.shape == (5, 2, 18, 32) and n > 0
     rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
                            for c in cache.clips if c['split'] == 'train'])
@@ -198,3 +198,29 @@ def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow
     radial[1, 0] = 0.2                                          # A: content right
     lines = walk_fields.describe(radial)
     assert 'outward +0.100' in lines[0] and 'dx +0.200' in lines[1] and 'outward +0.000' in lines[2]
+
+
+def test_train_with_the_walk_fields_fitted_and_frozen(flow_data, tmp_path):
+    """LATENT_FLOW_WALK_FIT: the keys' fields are the data's fit from the first step to the last (no flow target
+    needed) while the rest of the model learns; experiments/walk_fields.py --out writes the same fields."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
+    import walk_fields
+    from model_convGru import FLOW_REACH, MOVEMENT_KEYS, load_world_model
+    out = tmp_path / 'run'
+    lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
+           '--LATENT_FLOW_GATE=True', '--LATENT_FLOW_KEYS=True', '--LATENT_FLOW_WALK_KEYS=True']
+    run_train(flow_data, out, '--MAX_STEPS=4', '--CKPT_STEPS=2', *lat, '--LATENT_FLOW_WALK_FIT=True')
+    fit, _ = opticalflow.fit_walk_fields(TokenCache(flow_data['data']), MOVEMENT_KEYS)
+    first, _ = load_world_model(out / 'ckpt_0000002.pt', weights_only=False)
+    last, ck = load_world_model(out / 'ckpt_0000004.pt', weights_only=False)
+    assert ck['train_config']['LATENT_FLOW_WALK_FIT'] and ck['train_config']['LATENT_FLOW_TARGET'] == 0
+    eye = torch.eye(ck['config']['action_dim'])[list(MOVEMENT_KEYS)]            # each key down alone
+    lim = FLOW_REACH * last.config.flow_warp
+    np.testing.assert_allclose(last.walk_flow(eye).detach().numpy(), np.clip(fit, -lim, lim), atol=1e-5)
+    assert torch.equal(first.key_flow, last.key_flow) and last.key_flow.abs().amax() > 0   # frozen, not zero
+    assert not torch.equal(first.head.weight, last.head.weight)                            # the rest learns
+    copy = tmp_path / 'copy'
+    walk_fields.main([flow_data['data'], '--into', str(out / 'ckpt_0000004.pt'), '--out', str(copy)])
+    assert torch.equal(torch.load(copy / 'ckpt_0000004.pt', weights_only=False)['model']['key_flow'], last.key_flow)
+    with pytest.raises(AssertionError, match='LATENT_FLOW_WALK_FIT'):   # it fits the fields walk keys use
+        run_train(flow_data, tmp_path / 'bad', '--MAX_STEPS=2', *lat[:-1], '--LATENT_FLOW_WALK_FIT=True')
