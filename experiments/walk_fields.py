@@ -6,9 +6,10 @@ key-field checkpoint with its fields set to it.
 
 On the train transitions with a movement key down and the camera still (the walks LATENT_FLOW_TARGET teaches), each
 cell's optical flow (preprocess.py --flow: dx, dy in cells, reliability) is regressed on the five keys (W A S D jump
-down or up), weighted by reliability (opticalflow.fit_walk_fields, what train.py LATENT_FLOW_WALK_FIT sets): the fields of a model whose walk flow is the sum of the down keys' fields
-(model flow_walk_keys). Prints each key's mean |flow|, dx, dy and outward motion, and with --into the same for the
-checkpoint's learned fields; --out then gets the checkpoint with key_flow = atanh(fit / flow_warp), for evaluate.py.
+down or up), weighted by reliability (opticalflow.fit_walk_fields, what train.py LATENT_FLOW_WALK_FIT sets): the
+fields of a model whose walk flow is the sum of the down keys' fields (model flow_walk_keys). Prints each key's mean
+|flow|, dx, dy and outward motion, and with --into the same for the checkpoint's learned fields; --out then gets the
+checkpoint with its fields set to the fit (model set_key_fields), for evaluate.py.
 """
 import argparse
 import os

@@ -167,8 +167,8 @@ def test_train_with_flow_target_and_evaluate(flow_data, tmp_path, tmp_path_facto
 
 def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow_data):
     """opticalflow.fit_walk_fields (experiments/walk_fields.py): per cell, the fit is the reliability-weighted least
-    squares of the optical flow on the five keys over the train walks (checked against numpy's lstsq on two cells); describe() reads a field that
-    points away from the centre as outward and one that points right as dx > 0."""
+    squares of the optical flow on the five keys over the train walks (checked against numpy's lstsq on two cells);
+    describe() reads a field that points away from the centre as outward and one that points right as dx > 0."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
     import walk_fields
     from model_convGru import MOVEMENT_KEYS, walking_actions
