@@ -89,7 +89,8 @@ LATENT_FLOW_WALK_KEYS = False  # a walk (key down, camera still) is moved by the
 LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's own mean walk per cell and frozen
                              # (opticalflow.fit_walk_fields: the stored optical flow regressed on the keys; needs
                              # preprocess.py --flow, not LATENT_FLOW_TARGET): zm's learned fields reached 60-75% of
-                             # that fit in 60 minutes, and its weights with the fit followed best (zm_fit_fields)
+                             # that fit in 60 minutes, and its weights with the fit followed best (zm_fit_fields);
+                             # trained so, W and S rise and the look down falls (11 columns to 12, item 48)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
