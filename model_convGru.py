@@ -199,6 +199,10 @@ class WorldModelConfig:
     # the rollouts, moved by whole cells, move their pictures about half the flow (item 44); the head still moves
     # turns and looks
     flow_walk_keys: bool = False
+    # ... and a turn's or look's flow is the head's alone, the keys' fields not added while the camera moves: trained
+    # with the fields at full size from step 1 (train.py LATENT_FLOW_WALK_FIT) the look down fell on two seeds, likely
+    # because the head learned a look's flow net of the fields (73% of the train looks down have a key down; item 48)
+    flow_keys_walk_only: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps
     # more of the detail each step (experiments/warp_blur.py measures both), at whole cells both are exact.
@@ -311,6 +315,8 @@ class WorldModelConfig:
         if self.flow_walk_keys and (not self.flow_keys or self.flow_key_hold):
             raise ValueError("flow_walk_keys moves a walk by the keys' own fields: it needs flow_keys (and not "
                              "flow_key_hold)")
+        if self.flow_keys_walk_only and not self.flow_walk_keys:
+            raise ValueError("flow_keys_walk_only keeps the keys' fields to walks: it needs flow_walk_keys")
         if self.flow_key_hold_pool and not self.flow_key_hold:
             raise ValueError("flow_key_hold_pool makes flow_key_hold's per-bin fields one shift each: it needs "
                              "flow_key_hold")
@@ -979,7 +985,8 @@ class WorldModelConvFiLM(nn.Module):
             f = self.flow_head(top.float())
             if cfg.flow_keys:
                 fields = self.key_fields(actions)
-                f = f + fields
+                if not cfg.flow_keys_walk_only:   # else a moving camera's flow is the head's alone
+                    f = f + fields
                 if cfg.flow_walk_keys:   # the latent losses do not reach the fields (walk_flow teaches them)
                     walk = walking_actions(actions)[:, None, None, None]
                     f = torch.where(walk, fields.detach(), f)

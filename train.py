@@ -90,7 +90,10 @@ LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's 
                              # (opticalflow.fit_walk_fields: the stored optical flow regressed on the keys; needs
                              # preprocess.py --flow, not LATENT_FLOW_TARGET): zm's learned fields reached 60-75% of
                              # that fit in 60 minutes, and its weights with the fit followed best (zm_fit_fields);
-                             # trained so, W and S rise and the look down falls (11 columns to 12, item 48)
+                             # trained so, W and S rise and the look down falls (11 columns against 12, item 48)
+LATENT_FLOW_KEYS_WALK_ONLY = False  # ... and a turn's or look's flow is the head's alone, without the keys' fields
+                             # (model flow_keys_walk_only): with the fitted fields the look down fell, likely as the
+                             # head learned a look's flow net of them (item 48)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -572,6 +575,7 @@ def model_overrides(c, vq):
                    flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
                    flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
                    flow_key_hold_pool=c['LATENT_FLOW_KEY_HOLD_POOL'], flow_walk_keys=c['LATENT_FLOW_WALK_KEYS'],
+                   flow_keys_walk_only=c['LATENT_FLOW_KEYS_WALK_ONLY'],
                    flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                    flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                    fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -778,7 +782,8 @@ def main(argv):
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
-          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
+          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_KEYS_WALK_ONLY or LATENT_FLOW_ROUND
+          or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")

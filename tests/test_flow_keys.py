@@ -151,3 +151,23 @@ def test_evaluate_reports_each_keys_flow_one_step_from_the_start_states(latent_d
     assert r['forward']['outward'] > 0.1 and r['back']['outward'] < -0.1
     assert abs(r['forward']['outward'] + r['back']['outward']) < 1e-5     # the same field, mirrored
     assert r['strafe_left']['abs'] == 0 and r['forward']['n'] == r['back']['n'] > 0
+
+
+def test_with_flow_keys_walk_only_a_turn_is_moved_by_the_head_alone():
+    """flow_keys_walk_only: a turn with W down gets the head's flow alone, the field not added; a walk is still W's
+    field alone; without flow_walk_keys it is a config error."""
+    m = tiny_latent(flow_warp=1.0, flow_keys=True, flow_walk_keys=True, flow_keys_walk_only=True)
+    g = torch.Generator().manual_seed(0)
+    tok, lat = torch.randint(0, K, (2, 3, H, W), generator=g), torch.randn(2, 3, D, H, W, generator=g)
+    with torch.no_grad():
+        m.flow_head.bias.fill_(0.3)       # (its weights are zero: the head's flow is this bias, whatever the keys)
+        m.key_flow[0, 0].fill_(0.5)       # W: content right
+    walk, turn, bare = actions(2, 3, keys=(0,)), actions(2, 3, yaw=0, keys=(0,)), actions(2, 3, yaw=0)
+    assert torch.allclose(m(tok, walk, latents=lat, return_flow=True)[2], m.walk_flow(walk))
+    ft = m(tok, turn, latents=lat, return_flow=True)[2]
+    assert torch.allclose(ft, m(tok, bare, latents=lat, return_flow=True)[2])   # W down or not: the head's flow
+    both = tiny_latent(flow_warp=1.0, flow_keys=True, flow_walk_keys=True)      # the field added, as before
+    both.load_state_dict(m.state_dict())
+    assert (both(tok, turn, latents=lat, return_flow=True)[2][:, :, 0] > ft[:, :, 0] + 0.1).all()
+    with pytest.raises(ValueError, match='flow_keys_walk_only'):
+        WorldModelConfig(**{**TINY_LATENT, 'latent_dim': D}, flow_warp=1.0, flow_keys=True, flow_keys_walk_only=True)

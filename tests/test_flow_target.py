@@ -202,18 +202,21 @@ def test_walk_fields_are_the_weighted_least_squares_of_the_flow_on_the_keys(flow
 
 def test_train_with_the_walk_fields_fitted_and_frozen(flow_data, tmp_path):
     """LATENT_FLOW_WALK_FIT: the keys' fields are the data's fit from the first step to the last (no flow target
-    needed) while the rest of the model learns; experiments/walk_fields.py --out writes the same fields."""
+    needed) while the rest of the model learns; experiments/walk_fields.py --out writes the same fields.
+    LATENT_FLOW_KEYS_WALK_ONLY reaches the model's config."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments'))
     import walk_fields
     from model_convGru import FLOW_REACH, MOVEMENT_KEYS, load_world_model
     out = tmp_path / 'run'
     lat = ['--LATENTS=True', '--SEMANTIC_WEIGHT=0.0', '--CORRUPT_MAX=0.0', '--LATENT_FLOW=1.0',
            '--LATENT_FLOW_GATE=True', '--LATENT_FLOW_KEYS=True', '--LATENT_FLOW_WALK_KEYS=True']
-    run_train(flow_data, out, '--MAX_STEPS=4', '--CKPT_STEPS=2', *lat, '--LATENT_FLOW_WALK_FIT=True')
+    run_train(flow_data, out, '--MAX_STEPS=4', '--CKPT_STEPS=2', *lat, '--LATENT_FLOW_WALK_FIT=True',
+              '--LATENT_FLOW_KEYS_WALK_ONLY=True')
     fit, _ = opticalflow.fit_walk_fields(TokenCache(flow_data['data']), MOVEMENT_KEYS)
     first, _ = load_world_model(out / 'ckpt_0000002.pt', weights_only=False)
     last, ck = load_world_model(out / 'ckpt_0000004.pt', weights_only=False)
     assert ck['train_config']['LATENT_FLOW_WALK_FIT'] and ck['train_config']['LATENT_FLOW_TARGET'] == 0
+    assert ck['config']['flow_keys_walk_only']                                # the next experiment's switch
     eye = torch.eye(ck['config']['action_dim'])[list(MOVEMENT_KEYS)]            # each key down alone
     lim = FLOW_REACH * last.config.flow_warp
     np.testing.assert_allclose(last.walk_flow(eye).detach().numpy(), np.clip(fit, -lim, lim), atol=1e-5)
