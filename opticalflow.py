@@ -66,8 +66,7 @@ def fit_walk_fields(cache, keys, ridge=1e-3, chunk=4096):
     import actions as A
     if not cache.has_flow:
         raise ValueError(f"{cache.dir}: no optical flow (preprocess.py --flow)")
-    rows = np.concatenate([np.arange(c['start'], c['start'] + c['length'] - 1)
-                           for c in cache.clips if c['split'] == 'train'])
+    rows = cache.window_starts('train', 2)   # every train transition: the first row of each 2-frame window
     act = np.asarray(cache.actions[rows])
     walk = A.isolated_movement(act)
     rows, x = rows[walk], (act[walk][:, list(keys)] > 0.5).astype(np.float64)            # (N, K)
