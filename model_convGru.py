@@ -200,8 +200,8 @@ class WorldModelConfig:
     # turns and looks
     flow_walk_keys: bool = False
     # ... and a turn's or look's flow is the head's alone, the keys' fields not added while the camera moves: trained
-    # with the fields at full size from step 1 (train.py LATENT_FLOW_WALK_FIT) the look down fell on two seeds, likely
-    # because the head learned a look's flow net of the fields (73% of the train looks down have a key down; item 48)
+    # with the fields at full size from step 1 (train.py LATENT_FLOW_WALK_FIT) the look down fell on two seeds (item
+    # 48); trained so, it fell further (zo, one seed, item 49): adding the fields to a look's flow did not cost it
     flow_keys_walk_only: bool = False
     # how the flow samples between cells. Bilinear is a low-pass filter: a shift of a fraction of a cell a step,
     # repeated, blurs the picture step by step (a strafe is ~0.2-0.3 cells a frame); bicubic interpolation keeps

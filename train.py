@@ -92,8 +92,8 @@ LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's 
                              # that fit in 60 minutes, and its weights with the fit followed best (zm_fit_fields);
                              # trained so, W and S rise and the look down falls (11 columns against 12, item 48)
 LATENT_FLOW_KEYS_WALK_ONLY = False  # ... and a turn's or look's flow is the head's alone, without the keys' fields
-                             # (model flow_keys_walk_only): with the fitted fields the look down fell, likely as the
-                             # head learned a look's flow net of them (item 48)
+                             # (model flow_keys_walk_only): with the fitted fields the look down fell (item 48);
+                             # kept off looks it fell further (zo, one seed, item 49): not the cause
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
