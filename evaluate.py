@@ -67,6 +67,7 @@ FLOW_ROUND_SMOOTH = None     # ... a rounded walk's flow averaged over k x k cel
                              # config.flow_round_smooth); None: the model's own
 FLOW_ROUND_CAMERA = None     # ... and 1 moves a turn's or a look's latent rigidly by whole cells too (the flow's mean;
                              # config.flow_round_camera), 0 interpolates it; None: the model's own
+FLOW_LOOK_OFF = None         # ... 1: a look is moved by the whole-row pitch warp alone, the flow zero (config.flow_look_off)
 WARP_FILL = None             # 'zero' | 'edge': what fills the rows a pitch warp uncovers (config.warp_fill); None: own
 FM_STEPS = None              # latent models with a flow-matching head (fm_width): Euler steps of each sample; 0: roll
                              # out the mean instead (the same weights as without the head); None: the model's own
@@ -1295,6 +1296,9 @@ def parse_args(argv):
     p.add_argument('--flow-round-camera', type=int, choices=(0, 1), default=FLOW_ROUND_CAMERA,
                    help="with --flow-round 1: a turn's or a look's flow too, its mean over the map rounded to whole "
                         "cells (a rigid move, the remainder carried; default: the model's own)")
+    p.add_argument('--flow-look-off', type=int, choices=(0, 1), default=FLOW_LOOK_OFF,
+                   help="latent models with a learned flow: 1 zeroes the flow on a look, moved by the whole-row pitch "
+                        "warp alone (default: the model's own)")
     p.add_argument('--fm-steps', type=int, default=FM_STEPS,
                    help="models with a flow-matching head: Euler steps of each sampled latent; 0: the mean "
                         "(default: the model's own)")

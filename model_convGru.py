@@ -71,6 +71,12 @@ def moving_actions(actions):
     return ~still | keys
 
 
+def looking_actions(actions):
+    """(..., 15) encoded v5 actions -> (...) bool: the pitch moves (look up or down)."""
+    a = actions.float() > 0.5
+    return a[..., PITCH_SLICE.start] | a[..., PITCH_SLICE.stop - 1]
+
+
 def walking_actions(actions):
     """(..., 15) encoded v5 actions -> (...) bool: W, A, S, D or jump is down and the camera is still (in torch, on
     the device: actions.isolated_movement is the same on numpy arrays)."""
@@ -229,6 +235,11 @@ class WorldModelConfig:
     # flow's uneven part is dropped (rounded per cell it tore the picture, item 41). Interpolated, that half-cell
     # correction is a blur the snap turns into new texture: a look down's ground is re-textured, not moved
     flow_round_camera: bool = False
+    # on a look (the pitch moves) the learned flow is zero: the whole-row pitch warp alone moves the latent, a row a
+    # frame where a 3 deg look moves the picture 0.67 rows. The flow's half-cell take-back of that row, interpolated,
+    # is a blur the snap turns into new texture, and the look down's rollouts moved a third of the truth (item 45);
+    # rounded with a remainder (flow_round_camera) every other pair stood still. This overshoots and moves every frame
+    flow_look_off: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames
     # or more). A held jump key lifts the view, then drops it, then bounces (blockworld's data hold it a median
@@ -326,6 +337,9 @@ class WorldModelConfig:
                              f"recurrence, which it does not round: not both")
         if self.flow_round_camera and not self.flow_round:
             raise ValueError("flow_round_camera rounds a camera step's flow beside the walks': it needs flow_round")
+        if self.flow_look_off and (not self.flow_warp or self.action_dim != V5_ACTION_DIM):
+            raise ValueError(f"flow_look_off zeroes the learned flow on the 15-D layout's looks: it needs flow_warp > 0 "
+                             f"and action_dim={V5_ACTION_DIM} (got {self.action_dim})")
         if self.flow_round_smooth and not self.flow_round:
             raise ValueError(f"flow_round_smooth={self.flow_round_smooth} smooths the rounded flow: it needs flow_round")
         if self.flow_round_smooth < -1 or (self.flow_round_smooth > 0 and self.flow_round_smooth % 2 == 0):
@@ -889,6 +903,9 @@ class WorldModelConvFiLM(nn.Module):
         if cfg.flow_gate or cfg.fm_gate or state.carry is not None:
             moving = moving_actions(actions).float()[..., None, None, None]
         flow_mask = moving if cfg.flow_gate else None
+        if cfg.flow_look_off:   # a look is moved by the pitch warp alone
+            still_pitch = (~looking_actions(actions)).float()[..., None, None, None]
+            flow_mask = still_pitch if flow_mask is None else flow_mask * still_pitch
         hidden, tops, flows = list(state.hidden), [], []
         for t in range(T):
             args = (x[:, t], None if gamma is None else gamma[:, t], None if beta is None else beta[:, t],

@@ -28,7 +28,7 @@ def autocast(device, dtype='bf16'):
 
 # rollout settings kept in model.config
 ROLLOUT_OPTIONS = ('warp_fill', 'latent_carry', 'flow_round', 'flow_round_smooth', 'flow_round_camera',
-                   'fm_steps', 'fm_temp', 'fm_gate')
+                   'flow_look_off', 'fm_steps', 'fm_temp', 'fm_gate')
 
 
 def set_rollout_options(model, source, **options):

@@ -94,6 +94,7 @@ LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's 
 LATENT_FLOW_KEYS_WALK_ONLY = False  # ... and a turn's or look's flow is the head's alone, without the keys' fields
                              # (model flow_keys_walk_only): with the fitted fields the look down fell (item 48);
                              # kept off looks it fell further (zo, one seed, item 49): not the cause
+LATENT_FLOW_LOOK_OFF = False  # the flow is zero on a look: the whole-row pitch warp alone moves it (model flow_look_off)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -575,7 +576,7 @@ def model_overrides(c, vq):
                    flow_warp=c['LATENT_FLOW'], flow_hidden=c['LATENT_FLOW_HIDDEN'], flow_gate=c['LATENT_FLOW_GATE'],
                    flow_keys=c['LATENT_FLOW_KEYS'], flow_key_hold=c['LATENT_FLOW_KEY_HOLD'],
                    flow_key_hold_pool=c['LATENT_FLOW_KEY_HOLD_POOL'], flow_walk_keys=c['LATENT_FLOW_WALK_KEYS'],
-                   flow_keys_walk_only=c['LATENT_FLOW_KEYS_WALK_ONLY'],
+                   flow_keys_walk_only=c['LATENT_FLOW_KEYS_WALK_ONLY'], flow_look_off=c['LATENT_FLOW_LOOK_OFF'],
                    flow_mode=c['LATENT_FLOW_MODE'], flow_round=c['LATENT_FLOW_ROUND'],
                    flow_round_smooth=c['LATENT_FLOW_ROUND_SMOOTH'], fm_width=c['LATENT_FM'],
                    fm_steps=c['LATENT_FM_STEPS'], fm_temp=c['LATENT_FM_TEMP'], fm_gate=c['LATENT_FM_GATE'])
@@ -782,7 +783,8 @@ def main(argv):
             raise ValueError(f"LATENTS: {DATA_DIR} has latents of {cache.latent_dim} channels, the VQ-VAE's codes "
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
-          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_KEYS_WALK_ONLY or LATENT_FLOW_ROUND
+          or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_KEYS_WALK_ONLY or LATENT_FLOW_LOOK_OFF
+          or LATENT_FLOW_ROUND
           or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:

@@ -207,3 +207,27 @@ def test_latent_snap_tail_trains_at_its_own_snap_while_the_checkpoint_keeps_late
         torch.manual_seed(7)
         out[snap, tail] = wl(tok, a, 6, dict(knobs, snap_tail=tail, latent_noise=0.0), lat)[1]['latent_mse'].item()
     assert out[1.0, 0.5] == out[0.5, -1.0] != out[1.0, -1.0]
+
+
+def test_flow_look_off_moves_a_look_by_the_pitch_warp_alone():
+    """flow_look_off: on a look the learned flow is zero, so the fed-back latent is the context moved a whole row
+    by the pitch warp, on its codes; a turn and a walk keep their flow (0.3 cells here, off the codes)."""
+    ctx_tok = (torch.arange(H * W) % K).view(1, 1, H, W).expand(1, 2, H, W).clone()
+    look, turn, walk = actions(1, 3, pitch=2), actions(1, 3, yaw=4), actions(1, 3, keys=(3,))
+    m = fixed_flow_model(0.3, flow_look_off=True)
+    ctx_lat = m.codebook[ctx_tok].movedim(-1, 2)
+    flows = {name: m(ctx_tok[:, :1].expand(1, 3, H, W), a, latents=ctx_lat[:, :1].expand(1, 3, K, H, W),
+                     return_flow=True)[2] for name, a in (('look', look), ('turn', turn), ('walk', walk))}
+    assert (flows['look'] == 0).all()
+    for name in ('turn', 'walk'):
+        torch.testing.assert_close(flows[name][:, :, 0], torch.full((1, 3, H, W), 0.3))
+    dy = m.camera_shifts(look[:, :1])[1].item()
+    kept = slice(max(dy, 0), H + min(dy, 0))                               # the rows the warp keeps (a flat row enters)
+    moved = ctx_lat[0, -1, :, max(-dy, 0):H + min(-dy, 0)]
+    _, st = rollout(m, ctx_tok, actions(1, 1), look[:, :1], context_latents=ctx_lat)
+    assert dy != 0 and torch.allclose(st.latent[0, :, kept], moved, atol=1e-5)   # a whole row, nothing resampled
+    m.config.flow_look_off = False
+    _, st = rollout(m, ctx_tok, actions(1, 1), look[:, :1], context_latents=ctx_lat)
+    assert (st.latent[0, :, kept] - moved).abs().amax() > 0.5             # with the flow: moved 0.3 cells sideways too
+    with pytest.raises(ValueError, match='flow_look_off'):
+        WorldModelConfig(latent_dim=D, flow_look_off=True)
