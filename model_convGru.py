@@ -238,7 +238,9 @@ class WorldModelConfig:
     # on a look (the pitch moves) the learned flow is zero: the whole-row pitch warp alone moves the latent, a row a
     # frame where a 3 deg look moves the picture 0.67 rows. The flow's half-cell take-back of that row, interpolated,
     # is a blur the snap turns into new texture, and the look down's rollouts moved a third of the truth (item 45);
-    # rounded with a remainder (flow_round_camera) every other pair stood still. This overshoots and moves every frame
+    # rounded with a remainder (flow_round_camera) every other pair stood still. This overshoots and moves every frame;
+    # rolled out so (item 50) the IDM reads every look, but the rows the warp uncovers stay flat unless the model was
+    # trained with it (then the head draws them, and the walks lost: zp). Off by default
     flow_look_off: bool = False
     # key hold (0 = off, 15-D layout): the state counts how many frames each key (W A S D jump sprint sneak) has
     # been down, and the movement FiLM also reads that count, one-hot in this many bins (the last: that many frames

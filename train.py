@@ -94,7 +94,8 @@ LATENT_FLOW_WALK_FIT = False  # ... those fields set at the start to the data's 
 LATENT_FLOW_KEYS_WALK_ONLY = False  # ... and a turn's or look's flow is the head's alone, without the keys' fields
                              # (model flow_keys_walk_only): with the fitted fields the look down fell (item 48);
                              # kept off looks it fell further (zo, one seed, item 49): not the cause
-LATENT_FLOW_LOOK_OFF = False  # the flow is zero on a look: the whole-row pitch warp alone moves it (model flow_look_off)
+LATENT_FLOW_LOOK_OFF = False  # the flow is zero on a look: the whole-row pitch warp alone moves it (model flow_look_off;
+                             # trained so, zp lost 4 columns to zk20: the head took the look back and the walks fell)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -784,8 +785,7 @@ def main(argv):
                              f"{vq.embedding_dim} (run preprocess.py --latents with {VQVAE_CKPT})")
     elif (LATENT_FLOW or LATENT_FLOW_HIDDEN or LATENT_FLOW_GATE or LATENT_FLOW_KEYS or LATENT_FLOW_KEY_HOLD
           or LATENT_FLOW_KEY_HOLD_POOL or LATENT_FLOW_WALK_KEYS or LATENT_FLOW_KEYS_WALK_ONLY or LATENT_FLOW_LOOK_OFF
-          or LATENT_FLOW_ROUND
-          or LATENT_FLOW_ROUND_SMOOTH):
+          or LATENT_FLOW_ROUND or LATENT_FLOW_ROUND_SMOOTH):
         raise ValueError("LATENT_FLOW* move the input latent: they need LATENTS=True")
     elif LATENT_FM:
         raise ValueError(f"LATENT_FM={LATENT_FM} samples the next latent: it needs LATENTS=True")
