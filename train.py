@@ -96,6 +96,12 @@ LATENT_FLOW_KEYS_WALK_ONLY = False  # ... and a turn's or look's flow is the hea
                              # kept off looks it fell further (zo, one seed, item 49): not the cause
 LATENT_FLOW_LOOK_OFF = False  # the flow is zero on a look: the whole-row pitch warp alone moves it (model flow_look_off;
                              # trained so, zp lost 4 columns to zk20: the head took the look back and the walks fell)
+LATENT_LOOK_REST_WEIGHT = 1.0  # < 1: on a look (and in the AR tail from its first look on) the latent and CE losses
+                             # weigh the cells the pitch warp did not uncover this much, the rows it uncovered 1.
+                             # The whole-row warp moves a 0.67-row look a row, so the true next frame teaches the
+                             # head to take back a third of it (zp); 0 teaches it only to draw the entering rows.
+                             # Trained so (zq, item 51) the looks moved a row a frame, drawn in as plain ground or
+                             # sky, under copy-last, and the walks fell as zp's (9 columns against zk20's 12)
 LATENT_FLOW_HIDDEN = False   # the flow also moves the hidden maps after each step (model flow_hidden): the state
                              # keeps where a texture went when the fed-back latent is snapped to codes
 LATENT_FLOW_MODE = 'bilinear'  # how the flow samples between cells (model flow_mode): 'bicubic' blurs less per
@@ -187,8 +193,9 @@ PEAK_TFLOPS = 0.0            # accelerator peak for MFU; 0: looked up from the G
 
 import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
-from model_convGru import (FLOW_REACH, MOVEMENT_KEYS, PRESETS, WorldModelConvFiLM, flow_matching_loss,  # noqa: E402
-                           idm_loss, load_world_model, save_world_model, walking_actions)
+from model_convGru import (FLOW_REACH, MOVEMENT_KEYS, PRESETS, V5_ACTION_DIM, WorldModelConvFiLM,  # noqa: E402
+                           flow_matching_loss, idm_loss, load_world_model, looking_actions, save_world_model,
+                           shift_maps, walking_actions)
 from rollout import (amp_dtype, autocast, carry_out, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -256,12 +263,29 @@ def make_knobs(c, step, diagnostics=True):
                 move_boost=1 + (c['LPIPS_MOVE_BOOST'] - 1) * ramp(step, c['LPIPS_BOOST_RAMP_STEPS']),
                 idm_weight=c['IDM_WEIGHT'], idm_span=c['IDM_MAX_SPAN'], latent_weight=c['LATENT_WEIGHT'],
                 latent_noise=c['LATENT_NOISE'], latent_ar_grad=c['LATENT_AR_GRAD'], flow_weight=c['LATENT_FLOW_WEIGHT'],
-                flow_target=c['LATENT_FLOW_TARGET'],
+                flow_target=c['LATENT_FLOW_TARGET'], look_rest=c['LATENT_LOOK_REST_WEIGHT'],
                 flow_round_tail=c['LATENT_FLOW_ROUND_TAIL'], snap_tail=c['LATENT_SNAP_TAIL'],
                 fm_weight=c['LATENT_FM_WEIGHT'], fm_frames=c['LATENT_FM_FRAMES'],
                 entropy_weight=c['ENTROPY_WEIGHT'] * max(0.0, 1 - step / max(1, c['ENTROPY_STEPS'])),
                 tau=c['GUMBEL_TAU_START'] + (c['GUMBEL_TAU_END'] - c['GUMBEL_TAU_START']) * ramp(step, c['GUMBEL_TAU_STEPS']),
                 diagnostics=diagnostics)
+
+
+def look_loss_weights(model, actions, tf_len, rest):
+    """(B, T, 15) actions of a window whose first tf_len steps are teacher-forced -> (B, T, H, W) per-cell loss
+    weights (LATENT_LOOK_REST_WEIGHT): on a look (the pitch moves) and, in the autoregressive tail, on every step from
+    its first look on (the fed-back latent carries the look's overshoot), the cells the camera warp did not uncover
+    weigh `rest`, the others 1."""
+    B, T = actions.shape[:2]
+    look = looking_actions(actions).int()
+    tail = look[:, max(tf_len - 1, 0):].cummax(1).values[:, 1 if tf_len else 0:]   # a look at or before each step
+    affected = torch.cat([look[:, :tf_len], tail], 1).bool()
+    dx, dy = model.camera_shifts(actions)[:2]
+    H, W = model.config.height, model.config.width
+    kept = shift_maps(actions.new_ones(B * T, 1, H, W, dtype=torch.float32), dx.flatten(), dy.flatten())
+    kept = kept.view(B, T, H, W) > 0.5
+    return torch.where(affected[..., None, None] & kept, torch.tensor(float(rest), device=actions.device),
+                       torch.tensor(1.0, device=actions.device))
 
 
 def window_positions(n, tf_len, T, device):
@@ -320,6 +344,8 @@ class WindowLoss(torch.nn.Module):
         state = None if held is None else model.init_state(B, tokens.device, held=held)   # the keys' counts so far
         tf_len = T - ar_len
         target = tokens[:, 1:T + 1]
+        look_w = (look_loss_weights(model, actions, tf_len, knobs['look_rest'])
+                  if knobs.get('look_rest', 1.0) != 1.0 else None)
         inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
         lat_kw = {}
         if cfg.latent_dim:
@@ -369,7 +395,8 @@ class WindowLoss(torch.nn.Module):
         if cfg.latent_dim:   # regression of the next latent, in per-channel standard units
             pred_lat = torch.cat(pred_lat, 1)                                            # (B, T, D, H, W)
             err = (model.normalise_latent(pred_lat) - model.normalise_latent(latents[:, 1:T + 1])).pow(2)
-            out['latent_mse'] = err.mean()
+            out['latent_mse'] = (err.mean() if look_w is None else
+                                 (err * look_w[:, :, None]).sum() / (look_w.sum() * err.shape[2]).clamp_min(1e-6))
             loss_latent = knobs['latent_weight'] * out['latent_mse']
             if flow_loss:
                 out['flow_mse'] = flow_mse
@@ -389,13 +416,18 @@ class WindowLoss(torch.nn.Module):
         eps = knobs['label_smoothing']
         nll = -logp.gather(2, target[:, :, None]).squeeze(2)
         ce = nll if not eps else (1 - eps) * nll - eps * logp.mean(2)                   # (B, T, H, W)
-        if knobs['change_weight'] > 0:   # up-weight the cells that change (vs the true current frame)
-            w = 1 + knobs['change_weight'] * (target != tokens[:, :T]).float()
-            ce = (ce * w).sum((2, 3)) / w.sum((2, 3))
+        if look_w is not None:   # the cells' weights in the TF and AR means (LATENT_LOOK_REST_WEIGHT)
+            part = lambda s: (ce[:, s] * look_w[:, s]).sum() / look_w[:, s].sum().clamp_min(1e-6)   # noqa: E731
+            out['ce_tf'] = part(slice(0, tf_len))
+            out['ce_ar'] = part(slice(tf_len, T)) if ar_len else ce.new_zeros(())
         else:
-            ce = ce.mean((2, 3))                                                        # (B, T)
-        out['ce_tf'] = ce[:, :tf_len].mean()
-        out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
+            if knobs['change_weight'] > 0:   # up-weight the cells that change (vs the true current frame)
+                w = 1 + knobs['change_weight'] * (target != tokens[:, :T]).float()
+                ce = (ce * w).sum((2, 3)) / w.sum((2, 3))
+            else:
+                ce = ce.mean((2, 3))                                                    # (B, T)
+            out['ce_tf'] = ce[:, :tf_len].mean()
+            out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
         loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)
         if cfg.latent_dim:
             loss = loss + loss_latent
@@ -806,6 +838,11 @@ def main(argv):
     mcfg = PRESETS[MODEL_PRESET](**overrides)
     if AR_FEEDBACK == 'commit' and mcfg.warp_accumulate:  # the AR tail does not track the warp offset per step
         raise ValueError("AR_FEEDBACK='commit' with an accumulated camera warp (WARP_CALIBRATE) is not supported")
+    if LATENT_LOOK_REST_WEIGHT != 1.0 and (not LATENTS or LATENT_LOOK_REST_WEIGHT < 0 or CHANGE_WEIGHT > 0
+                                           or mcfg.camera_warp != 'input' or mcfg.action_dim != V5_ACTION_DIM):
+        raise ValueError(f"LATENT_LOOK_REST_WEIGHT={LATENT_LOOK_REST_WEIGHT} weighs a look's cells by the rows the "
+                         f"input camera warp uncovers: it needs LATENTS=True, the 15-D action layout, "
+                         f"camera_warp='input', CHANGE_WEIGHT=0 and a weight >= 0")
     model = WorldModelConvFiLM(mcfg).to(device)
     if LATENTS:   # the code vectors and the training latents' per-channel statistics (resume reloads them)
         mean, std = latent_statistics(cache, train_set.starts)

@@ -593,3 +593,47 @@ def test_flow_loss_is_the_blurred_error_of_the_moved_input_and_teaches_the_flow_
     walk = a[..., 8 + 3].bool()
     dx = flow[:, :, 0]
     assert -0.65 < dx[walk].mean() < -0.35 and dx[~walk].abs().mean() < 0.15, (dx[walk].mean(), dx[~walk].abs().mean())
+
+
+def test_look_rest_weight_teaches_a_look_only_the_rows_the_pitch_warp_uncovers():
+    """LATENT_LOOK_REST_WEIGHT = 0: on a look, and in the tail from its first look on, only the rows the whole-row
+    warp uncovered are in the latent and CE losses; the rest of the truth (a 0.67-row move) cannot teach a take-back."""
+    import train
+    wl, m, knobs = tiny_window_loss(flow_warp=1.0)
+    B, T, ar = 2, 4, 2                                  # steps 0-1 teacher-forced, 2-3 the tail
+    a = actions(B, T)
+    a[0, 1, 5:8] = torch.tensor([0., 0., 1.])           # sample 0 looks down at step 1 (content moves a row up)
+    a[1, 0, 5:8] = torch.tensor([1., 0., 0.])           # sample 1 looks up at step 0 only
+    w = train.look_loss_weights(m, a, T - ar, 0.0)
+    assert w.shape == (B, T, H, W)
+    assert (w[0, 0] == 1).all() and (w[1, 1:] == 1).all()         # no look, or a TF look's next steps: all cells
+    assert (w[0, 1, -1] == 1).all() and (w[0, 1, :-1] == 0).all()  # the look down: its entering bottom row only
+    assert (w[1, 0, 0] == 1).all() and (w[1, 0, 1:] == 0).all()    # the look up: its top row
+    assert (w[0, 2:] == 0).all()                                   # the tail after the TF's last-step look
+    tail_look = actions(B, T)
+    tail_look[:, 2, 5:8] = torch.tensor([0., 0., 1.])
+    wt = train.look_loss_weights(m, tail_look, T - ar, 0.0)
+    assert (wt[:, :2] == 1).all() and (wt[:, 2, -1] == 1).all() and (wt[:, 2, :-1] == 0).all() and (wt[:, 3] == 0).all()
+    # frame 2 is only a target (of the look down); frames 3-4 only the tail's targets: the truth's content moved
+    # there is out of the loss, the entering row is in it
+    torch.manual_seed(1)
+    lat, tok = torch.randn(B, T + 1, D, H, W), torch.randint(0, K, (B, T + 1, H, W))
+    knobs = dict(knobs, latent_noise=0.0, latent_weight=1.0, flow_weight=0.0)
+
+    def losses(lat, tok, rest):
+        with torch.no_grad():
+            out = wl(tok, a, ar, dict(knobs, look_rest=rest), lat)[1]
+        return out['latent_mse'].item(), out['ce_tf'].item(), out['ce_ar'].item()
+
+    moved_lat, moved_tok = lat.clone(), tok.clone()
+    moved_lat[0, 2, :, :-1] += 1.0
+    moved_lat[0, 3:] += 1.0
+    moved_tok[0, 2, :-1] = (tok[0, 2, :-1] + 1) % K
+    moved_tok[0, 3:] = (tok[0, 3:] + 1) % K
+    base, moved = losses(lat, tok, 0.0), losses(moved_lat, moved_tok, 0.0)
+    assert moved == pytest.approx(base, rel=1e-5)
+    full, full_moved = losses(lat, tok, 1.0), losses(moved_lat, moved_tok, 1.0)
+    assert all(abs(x - y) > 1e-3 for x, y in zip(full, full_moved))
+    entering = lat.clone()
+    entering[0, 2, :, -1] += 1.0
+    assert losses(entering, tok, 0.0)[0] > base[0] + 1e-3
