@@ -273,9 +273,9 @@ def make_knobs(c, step, diagnostics=True):
 
 def look_loss_weights(model, actions, tf_len, rest):
     """(B, T, 15) actions of a window whose first tf_len steps are teacher-forced -> (B, T, H, W) per-cell loss
-    weights (LATENT_LOOK_REST_WEIGHT): on a look (the pitch moves) and, in the autoregressive tail, on every step from
-    its first look on (the fed-back latent carries the look's overshoot), the cells the camera warp did not uncover
-    weigh `rest`, the others 1."""
+    weights (LATENT_LOOK_REST_WEIGHT): on a look (the pitch moves) and, in the autoregressive tail, on every step after
+    a look at or since the last teacher-forced step (the fed-back latent carries the look's overshoot), the cells the
+    camera warp did not uncover weigh `rest`, the others 1."""
     B, T = actions.shape[:2]
     look = looking_actions(actions).int()
     tail = look[:, max(tf_len - 1, 0):].cummax(1).values[:, 1 if tf_len else 0:]   # a look at or before each step
