@@ -1,0 +1,10 @@
+# zt (session 25, next step (l)): zk20's preset (config/blockworld_latent_flow_60min.py + the keys' learned fields,
+# experiments/zk_flow_keys_cpu.py) with windows drawn by the inverse frequency of their action combinations
+# (BALANCE_ACTIONS = 1.0). On the walk-fit recipe the balance gave W 0.98 and S 0.61, the highest S of any trained
+# run, and lost both looks (zs, item 51); zk20 keeps the look down on seed 1337 (0.97). Does the balance raise S
+# without the walk fields' cost to the look? Paired with zk20 by steps (1,235). Session 25 trained the first 500
+# steps (`--STOP_AFTER=500`); the same command with `--STOP_AFTER=735` resumes it to 1,235.
+#   DATA=runs/exp/tokens_lat VQ=runs/vqvae_demo_check/vqvae.pt EVAL=0 experiments/run.sh zt_flow_keys_balance_60 75 \
+#       config/blockworld_latent_flow_60min.py experiments/zt_flow_keys_balance_cpu.py --STOP_AFTER=735
+LATENT_FLOW_KEYS = True
+BALANCE_ACTIONS = 1.0
