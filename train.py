@@ -195,7 +195,7 @@ import actions as A  # noqa: E402
 from configurator import apply_config, format_config  # noqa: E402
 from model_convGru import (FLOW_REACH, MOVEMENT_KEYS, PRESETS, V5_ACTION_DIM, WorldModelConvFiLM,  # noqa: E402
                            flow_matching_loss, idm_loss, load_world_model, looking_actions, save_world_model,
-                           shift_maps, walking_actions)
+                           walking_actions)
 from rollout import (amp_dtype, autocast, carry_out, decode_tokens, next_tokens, rollout, snap_latent,  # noqa: E402
                      unique_codes_per_frame)
 from tokendata import TokenCache, WindowDataset  # noqa: E402
@@ -271,19 +271,15 @@ def make_knobs(c, step, diagnostics=True):
                 diagnostics=diagnostics)
 
 
-def look_loss_weights(model, actions, tf_len, rest):
-    """(B, T, 15) actions of a window whose first tf_len steps are teacher-forced -> (B, T, H, W) per-cell loss
-    weights (LATENT_LOOK_REST_WEIGHT): on a look (the pitch moves) and, in the autoregressive tail, on every step after
-    a look at or since the last teacher-forced step (the fed-back latent carries the look's overshoot), the cells the
-    camera warp did not uncover weigh `rest`, the others 1."""
-    B, T = actions.shape[:2]
+def look_loss_weights(model, tokens, actions, tf_len, rest):
+    """(B, T, H, W) tokens and (B, T, 15) actions of a window whose first tf_len steps are teacher-forced -> (B, T, H,
+    W) per-cell loss weights (LATENT_LOOK_REST_WEIGHT): on a look (the pitch moves) and, in the autoregressive tail, on
+    every step after a look at or since the last teacher-forced step (the fed-back latent carries the look's
+    overshoot), the cells the camera warp did not uncover (copy_source's mask) weigh `rest`, the others 1."""
     look = looking_actions(actions).int()
     tail = look[:, max(tf_len - 1, 0):].cummax(1).values[:, 1 if tf_len else 0:]   # a look at or before each step
     affected = torch.cat([look[:, :tf_len], tail], 1).bool()
-    dx, dy = model.camera_shifts(actions)[:2]
-    H, W = model.config.height, model.config.width
-    kept = shift_maps(actions.new_ones(B * T, 1, H, W, dtype=torch.float32), dx.flatten(), dy.flatten())
-    kept = kept.view(B, T, H, W) > 0.5
+    kept = model.copy_source(tokens, actions)[1] > 0.5
     return torch.where(affected[..., None, None] & kept, torch.tensor(float(rest), device=actions.device),
                        torch.tensor(1.0, device=actions.device))
 
@@ -344,7 +340,7 @@ class WindowLoss(torch.nn.Module):
         state = None if held is None else model.init_state(B, tokens.device, held=held)   # the keys' counts so far
         tf_len = T - ar_len
         target = tokens[:, 1:T + 1]
-        look_w = (look_loss_weights(model, actions, tf_len, knobs['look_rest'])
+        look_w = (look_loss_weights(model, tokens[:, :T], actions, tf_len, knobs['look_rest'])
                   if knobs.get('look_rest', 1.0) != 1.0 else None)
         inp = corrupt_tokens(tokens[:, :tf_len], knobs['corrupt'], cfg.codebook_size)
         lat_kw = {}
@@ -416,18 +412,16 @@ class WindowLoss(torch.nn.Module):
         eps = knobs['label_smoothing']
         nll = -logp.gather(2, target[:, :, None]).squeeze(2)
         ce = nll if not eps else (1 - eps) * nll - eps * logp.mean(2)                   # (B, T, H, W)
-        if look_w is not None:   # the cells' weights in the TF and AR means (LATENT_LOOK_REST_WEIGHT)
-            part = lambda s: (ce[:, s] * look_w[:, s]).sum() / look_w[:, s].sum().clamp_min(1e-6)   # noqa: E731
-            out['ce_tf'] = part(slice(0, tf_len))
-            out['ce_ar'] = part(slice(tf_len, T)) if ar_len else ce.new_zeros(())
-        else:
-            if knobs['change_weight'] > 0:   # up-weight the cells that change (vs the true current frame)
-                w = 1 + knobs['change_weight'] * (target != tokens[:, :T]).float()
-                ce = (ce * w).sum((2, 3)) / w.sum((2, 3))
-            else:
-                ce = ce.mean((2, 3))                                                    # (B, T)
-            out['ce_tf'] = ce[:, :tf_len].mean()
-            out['ce_ar'] = ce[:, tf_len:].mean() if ar_len else ce.new_zeros(())
+        if knobs['change_weight'] > 0:   # up-weight the cells that change (vs the true current frame)
+            w = 1 + knobs['change_weight'] * (target != tokens[:, :T]).float()
+            ce = (ce * w).sum((2, 3)) / w.sum((2, 3))
+        elif look_w is None:
+            ce = ce.mean((2, 3))                                                        # (B, T)
+        # with look_w (LATENT_LOOK_REST_WEIGHT, never with CHANGE_WEIGHT) the cells' weights in the TF and AR means
+        part = lambda s: (ce[:, s].mean() if look_w is None else                     # noqa: E731
+                          (ce[:, s] * look_w[:, s]).sum() / look_w[:, s].sum().clamp_min(1e-6))
+        out['ce_tf'] = part(slice(0, tf_len))
+        out['ce_ar'] = part(slice(tf_len, T)) if ar_len else ce.new_zeros(())
         loss = out['ce_tf'] + (knobs['ar_weight'] * out['ce_ar'] if ar_len else 0)
         if cfg.latent_dim:
             loss = loss + loss_latent

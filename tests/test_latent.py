@@ -604,7 +604,7 @@ def test_look_rest_weight_teaches_a_look_only_the_rows_the_pitch_warp_uncovers()
     a = actions(B, T)
     a[0, 1, 5:8] = torch.tensor([0., 0., 1.])           # sample 0 looks down at step 1 (content moves a row up)
     a[1, 0, 5:8] = torch.tensor([1., 0., 0.])           # sample 1 looks up at step 0 only
-    w = train.look_loss_weights(m, a, T - ar, 0.0)
+    w = train.look_loss_weights(m, torch.zeros(B, T, H, W, dtype=torch.long), a, T - ar, 0.0)
     assert w.shape == (B, T, H, W)
     assert (w[0, 0] == 1).all() and (w[1, 1:] == 1).all()         # no look, or a TF look's next steps: all cells
     assert (w[0, 1, -1] == 1).all() and (w[0, 1, :-1] == 0).all()  # the look down: its entering bottom row only
@@ -612,7 +612,7 @@ def test_look_rest_weight_teaches_a_look_only_the_rows_the_pitch_warp_uncovers()
     assert (w[0, 2:] == 0).all()                                   # the tail after the TF's last-step look
     tail_look = actions(B, T)
     tail_look[:, 2, 5:8] = torch.tensor([0., 0., 1.])
-    wt = train.look_loss_weights(m, tail_look, T - ar, 0.0)
+    wt = train.look_loss_weights(m, torch.zeros(B, T, H, W, dtype=torch.long), tail_look, T - ar, 0.0)
     assert (wt[:, :2] == 1).all() and (wt[:, 2, -1] == 1).all() and (wt[:, 2, :-1] == 0).all() and (wt[:, 3] == 0).all()
     # frame 2 is only a target (of the look down); frames 3-4 only the tail's targets: the truth's content moved
     # there is out of the loss, the entering row is in it
