@@ -7,5 +7,6 @@
 # 2,000-step cosine, side by side with zk's preset on the same tokens (zkr, its pair), one thread each:
 #   DATA=runs/exp/tokens_lat VQ=runs/vqvae_demo_check/vqvae.pt EVAL=0 experiments/run.sh zt_flow_keys_balance_60 100 \
 #       config/blockworld_latent_flow_60min.py experiments/zt_flow_keys_balance_cpu.py --CPU_THREADS=1
+# Result (item 52): 4 target columns against zkr's 6 (S 0.16 / 0.11, look up 0.59 / 0.94, CF idle -1.6 dB); not kept.
 LATENT_FLOW_KEYS = True
 BALANCE_ACTIONS = 1.0
